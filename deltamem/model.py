@@ -1,0 +1,377 @@
+"""Attach δ-mem to a loaded transformers model, and drive it: state, per-row switches, counters, diagnostics.
+
+Design: the corrections are additive at two points, the outputs of q_proj (and k/v_proj) and the output of
+o_proj. So we leave attention, RoPE, q_norm, the KV cache and the attention kernels (eager, SDPA, FlashAttention-2)
+entirely to the backbone and only add at those points, through forward hooks. A pre-hook on each wrapped attention
+module reads its input x, runs the memory and parks the corrections; hooks on the projections add them. Nothing of
+the backbone is replaced or copied, so its weights and state-dict keys stay as they were and `detach()` gives back
+exactly the model you attached to.
+
+Token validity comes from the 2D padding mask the caller passed to the model (captured by a pre-hook on the
+decoder), never from the kernel-specific 4D mask, unless the attention is called on its own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from functools import partial
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from torch.utils.hooks import RemovableHandle
+
+from deltamem.config import DeltaMemConfig
+from deltamem.masks import token_validity
+from deltamem.memory import AttentionShape, DeltaMemLayer
+
+#: Attention classes δ-mem was trained on (by class name, so a transformers without SmolLM3 still imports).
+SUPPORTED_ATTENTION = ("Qwen3Attention", "SmolLM3Attention")
+
+
+class DeltaMemError(RuntimeError):
+    """A δ-mem model used in a way that would silently give wrong results."""
+
+
+class NotMergeableError(DeltaMemError):
+    """δ-mem cannot be merged into the backbone weights."""
+
+
+_MERGE_MESSAGE = (
+    "δ-mem cannot be merged into the base weights: its corrections come from a memory state that is read and "
+    "written at run time, token by token, so there is no fixed weight delta to fold in. A merge would silently "
+    "throw the memory away. Keep the δ-mem model attached, or call detach() to get the plain backbone back."
+)
+
+
+@dataclass
+class _ForwardContext:
+    """What every wrapped layer of one forward needs to know about the batch, computed once."""
+
+    batch: int
+    n_tok: int
+    written: Tensor          # [B, T] bool: tokens that write into memory
+    readable: Tensor         # [B, T] bool: tokens whose attention gets corrections
+    segments: Tensor | None  # [B, T] long SSW segment ids (-1 = none), or None for token writes
+
+
+class DeltaMemModel(nn.Module):
+    """A transformers causal LM with δ-mem attached.
+
+    Call it like the backbone (`forward`, `generate`). Between calls it keeps one memory state per wrapped layer
+    and batch row, in float32. Rows can be switched independently: memory off (the row is exactly the frozen
+    backbone) or writes off (the row reads a frozen memory).
+    """
+
+    def __init__(self, backbone: nn.Module, config: DeltaMemConfig) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.config = config
+        self.layer_names: list[str] = []
+        attentions: list[nn.Module] = []
+        for name, module in backbone.named_modules():
+            if type(module).__name__ not in SUPPORTED_ATTENTION:
+                continue
+            if name.rsplit(".", 1)[-1] not in config.target_modules:
+                continue
+            if config.target_layers and getattr(module, "layer_idx", None) not in config.target_layers:
+                continue
+            self.layer_names.append(name)
+            attentions.append(module)
+        if not attentions:
+            found = sorted({type(m).__name__ for m in backbone.modules() if "Attention" in type(m).__name__})
+            raise DeltaMemError(
+                f"no attention module to attach δ-mem to: it supports {', '.join(SUPPORTED_ATTENTION)} named "
+                f"{list(config.target_modules)}, and this model has {', '.join(found) or 'none'}"
+            )
+        weight = attentions[0].q_proj.weight
+        self.layers = nn.ModuleList(
+            DeltaMemLayer(config, AttentionShape.of(attn)).to(device=attn.q_proj.weight.device, dtype=weight.dtype)
+            for attn in attentions
+        )
+        for layer, attn in zip(self.layers, attentions):
+            layer.reset_parameters(attn)
+        self._attentions = attentions
+        self._states: list[Tensor | None] = [None] * len(attentions)
+        self._pending: list[dict[str, Tensor] | None] = [None] * len(attentions)
+        self._beta_mean: list[Tensor | None] = [None] * len(attentions)
+        self._delta_o_ratio: list[Tensor | None] = [None] * len(attentions)
+        self._written: Tensor | None = None
+        self._memory_rows: tuple[bool, ...] | None = None
+        self._write_rows: tuple[bool, ...] | bool | None = None   # False: off for every row
+        self._segment_ids: tuple[Tensor | None, Tensor | None] = (None, None)
+        self._mask_captured = False
+        self._captured_mask: Tensor | None = None
+        self._context: _ForwardContext | None = None
+        self._handles: list[RemovableHandle] = []
+        self._install_hooks()
+
+    # ------------------------------------------------------------------------------------------- hooks
+    def _install_hooks(self) -> None:
+        decoder = self._decoder()
+        if decoder is not None:
+            self._handles.append(decoder.register_forward_pre_hook(self._begin_forward, with_kwargs=True))
+            self._handles.append(decoder.register_forward_hook(self._end_forward, always_call=True))
+        for index, attn in enumerate(self._attentions):
+            self._handles.append(
+                attn.register_forward_pre_hook(partial(self._run_memory, index), with_kwargs=True))
+            for branch in self.config.delta_heads:
+                proj = getattr(attn, f"{branch}_proj", None)
+                if proj is None:
+                    raise DeltaMemError(f"{self.layer_names[index]} has no {branch}_proj to correct")
+                self._handles.append(proj.register_forward_hook(partial(self._add_correction, index, branch)))
+
+    def _decoder(self) -> nn.Module | None:
+        get = getattr(self.backbone, "get_decoder", None)
+        decoder = get() if callable(get) else None
+        return decoder if isinstance(decoder, nn.Module) else None
+
+    def _begin_forward(self, module: nn.Module, args: tuple, kwargs: dict) -> None:
+        self._mask_captured = True
+        self._captured_mask = kwargs.get("attention_mask", args[1] if len(args) > 1 else None)
+        self._context = None
+
+    def _end_forward(self, module: nn.Module, args: tuple, output: Any) -> None:
+        self._mask_captured = False
+        self._captured_mask = None
+        self._context = None
+        self._pending = [None] * len(self._pending)
+
+    def _run_memory(self, index: int, module: nn.Module, args: tuple, kwargs: dict) -> None:
+        x = kwargs["hidden_states"] if "hidden_states" in kwargs else args[0]
+        local_mask = kwargs.get("attention_mask")
+        if local_mask is None and len(args) > 2:
+            local_mask = args[2]
+        context = self._forward_context(x, local_mask, count=index == 0 or self._mask_captured)
+        if context is None:
+            self._pending[index] = None
+            return
+        layer = self.layers[index]
+        state = self._state_for(index, context.batch, x.device)
+        out = layer(x, state, context.written, context.readable, context.segments)
+        self._states[index] = out.state
+        self._beta_mean[index] = out.beta_mean.detach()
+        self._pending[index] = out.corrections
+
+    def _add_correction(self, index: int, branch: str, module: nn.Module, args: tuple, output: Tensor) -> Tensor | None:
+        pending = self._pending[index]
+        if pending is None:
+            return None
+        delta = pending[branch].to(output.dtype)
+        if branch == "o":
+            self._pending[index] = None
+            base = torch.linalg.vector_norm(output.detach().float(), dim=(-2, -1))
+            self._delta_o_ratio[index] = torch.linalg.vector_norm(delta.detach().float(), dim=(-2, -1)) / base.clamp(
+                min=1e-12)
+        return output + delta
+
+    def _forward_context(self, x: Tensor, local_mask: Tensor | None, count: bool) -> _ForwardContext | None:
+        batch, n_tok = x.shape[:2]
+        if self._context is not None and (self._context.batch, self._context.n_tok) == (batch, n_tok):
+            return self._context
+        memory_rows = self._rows(self._memory_rows, batch, "memory")
+        if not any(memory_rows):
+            return None
+        write_rows = [m and w for m, w in zip(memory_rows, self._rows(self._write_rows, batch, "write"))]
+        mask = self._captured_mask if self._mask_captured else local_mask
+        valid = token_validity(mask, batch, n_tok, x.device)
+        readable = valid & torch.tensor(memory_rows, device=x.device).unsqueeze(1)
+        written = valid & torch.tensor(write_rows, device=x.device).unsqueeze(1)
+        segments = self._segments(batch, n_tok, written) if any(write_rows) else None
+        if count:
+            counted = segments >= 0 if segments is not None else written
+            self._count_written(counted.sum(1))
+        context = _ForwardContext(batch, n_tok, written, readable, segments)
+        if self._mask_captured:
+            self._context = context
+        return context
+
+    def _segments(self, batch: int, n_tok: int, written: Tensor) -> Tensor | None:
+        """SSW segment ids for this forward, or None to write token by token (as the official code falls back)."""
+        if not self.config.segmented_writes:
+            return None
+        message_ids, sentence_ids = self._segment_ids
+        ids = message_ids
+        if self.config.memory_write_granularity == "sentence_mean":
+            if message_ids is None or sentence_ids is None or message_ids.shape != sentence_ids.shape:
+                return None
+            ids = torch.where(message_ids >= 0, sentence_ids, torch.full_like(sentence_ids, -1))
+        if ids is None or tuple(ids.shape) != (batch, n_tok):
+            return None
+        ids = torch.where(written, ids.to(written.device), torch.full_like(ids, -1, device=written.device))
+        return ids if bool((ids >= 0).any()) else None
+
+    @staticmethod
+    def _rows(flags: tuple[bool, ...] | bool | None, batch: int, what: str) -> list[bool]:
+        if flags is None or isinstance(flags, bool):
+            return [flags is not False] * batch
+        if len(flags) != batch:
+            raise DeltaMemError(f"{what} switches are set for {len(flags)} rows but the input has {batch}")
+        return list(flags)
+
+    def _state_for(self, index: int, batch: int, device: torch.device) -> Tensor:
+        state = self._states[index]
+        cfg = self.config
+        if state is None:
+            return torch.zeros(batch, cfg.num_state_heads, cfg.rank, cfg.rank, device=device)
+        if state.shape[0] != batch:
+            raise DeltaMemError(
+                f"the memory holds {state.shape[0]} rows but the input has {batch}: call reset() or set_state() "
+                "with a state of the new batch size first"
+            )
+        return state.to(device)
+
+    def _count_written(self, counts: Tensor) -> None:
+        if self._written is None or self._written.shape != counts.shape:
+            self._written = torch.zeros_like(counts)
+        self._written += counts
+
+    # --------------------------------------------------------------------------------------- calling
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
+        """Exactly the backbone's forward, with the memory read and written along the way."""
+        return self.backbone(*args, **kwargs)
+
+    def generate(self, *args: Any, **kwargs: Any) -> Any:
+        """The backbone's `generate`; greedy or sampled single-pass decoding only (beam search would re-write)."""
+        return self.backbone.generate(*args, **kwargs)
+
+    @property
+    def device(self) -> torch.device:
+        return self.layers[0].memory_q_proj.device
+
+    # ------------------------------------------------------------------------------------- switches
+    def set_rows(self, memory: Sequence[bool] | None = None, writes: Sequence[bool] | None = None) -> None:
+        """Per-row switches for the next forwards: memory on/off and writes on/off (None = on for every row).
+
+        A row with memory off is the frozen backbone exactly, and neither reads nor writes its state.
+        """
+        self._memory_rows = None if memory is None else tuple(bool(m) for m in memory)
+        self._write_rows = None if writes is None else tuple(bool(w) for w in writes)
+
+    @contextmanager
+    def rows(self, memory: Sequence[bool] | None = None, writes: Sequence[bool] | None = None) -> Iterator[None]:
+        """`set_rows` for the duration of a block, restoring the previous switches after it."""
+        saved = (self._memory_rows, self._write_rows)
+        self.set_rows(memory, writes)
+        try:
+            yield
+        finally:
+            self._memory_rows, self._write_rows = saved
+
+    @contextmanager
+    def read_only(self) -> Iterator[None]:
+        """Writes off for every row for the duration of a block (the memory is read, not changed)."""
+        saved = self._write_rows
+        self._write_rows = False
+        try:
+            yield
+        finally:
+            self._write_rows = saved
+
+    @contextmanager
+    def write_segments(self, message_ids: Tensor | None, sentence_ids: Tensor | None = None) -> Iterator[None]:
+        """SSW: the per-token message (and sentence) ids of the next forward, -1 where nothing is written."""
+        self._segment_ids = (message_ids, sentence_ids)
+        try:
+            yield
+        finally:
+            self._segment_ids = (None, None)
+
+    # ---------------------------------------------------------------------------------------- state
+    def reset(self) -> None:
+        """Empty memory (all zeros) and zero counters for every row."""
+        self._states = [None] * len(self._states)
+        self._written = None
+        self._beta_mean = [None] * len(self._beta_mean)
+        self._delta_o_ratio = [None] * len(self._delta_o_ratio)
+
+    def get_state(self) -> dict[str, Tensor]:
+        """The memory of every wrapped layer that has one, as float32 copies in the official layout.
+
+        Keys are the attention module names; values are [B, r, r], or [B, H, r, r] with several state heads.
+        """
+        out = {}
+        for name, state in zip(self.layer_names, self._states):
+            if state is not None:
+                out[name] = (state[:, 0] if self.config.num_state_heads == 1 else state).detach().clone()
+        return out
+
+    def set_state(self, states: Mapping[str, Tensor]) -> None:
+        """Load a memory saved by `get_state` (any float dtype; carried in float32 from here on)."""
+        unknown = sorted(set(states) - set(self.layer_names))
+        if unknown:
+            raise DeltaMemError(f"memory state for unknown layer {unknown[0]!r}")
+        cfg = self.config
+        new: list[Tensor | None] = []
+        batch = None
+        for name, attn in zip(self.layer_names, self._attentions):
+            state = states.get(name)
+            if state is None:
+                new.append(None)
+                continue
+            if cfg.num_state_heads == 1 and state.dim() == 3:
+                state = state.unsqueeze(1)
+            expected = (cfg.num_state_heads, cfg.rank, cfg.rank)
+            wrong_batch = batch is not None and state.shape[0] != batch
+            if state.dim() != 4 or tuple(state.shape[1:]) != expected or wrong_batch:
+                raise DeltaMemError(
+                    f"memory state {name!r} has shape {list(state.shape)}; expected [{batch or 'B'}, "
+                    f"{', '.join(map(str, expected if cfg.num_state_heads > 1 else expected[1:]))}]"
+                )
+            batch = state.shape[0]
+            new.append(state.detach().to(device=attn.q_proj.weight.device, dtype=torch.float32).clone())
+        self._states = new
+
+    @property
+    def tokens_written(self) -> list[int]:
+        """Per row, the tokens written into memory since the last reset (one host sync)."""
+        return [] if self._written is None else [int(n) for n in self._written.tolist()]
+
+    def set_tokens_written(self, counts: Sequence[int]) -> None:
+        """Restore the per-row counters (with `set_state`, when resuming a saved session)."""
+        self._written = torch.tensor(list(counts), dtype=torch.long, device=self.device)
+
+    def diagnostics(self) -> dict[str, list[float]]:
+        """Per row, averaged over layers: mean β of the last forward, ‖Δo‖/‖o‖ of the last forward, ‖S‖.
+
+        Kept as device tensors during the forward; this reads them with one host sync, so call it once per turn.
+        """
+        parts = {}
+        for key, values in (("beta_mean", self._beta_mean), ("delta_o_ratio", self._delta_o_ratio),
+                            ("state_norm", [None if s is None else torch.linalg.vector_norm(s, dim=(-3, -2, -1))
+                                            for s in self._states])):
+            present = [v.float() for v in values if v is not None]
+            if present and all(p.shape == present[0].shape for p in present):
+                parts[key] = torch.stack(present).mean(0)
+        if not parts:
+            return {}
+        stacked = {k: v.tolist() for k, v in parts.items()}
+        return stacked
+
+    # ------------------------------------------------------------------------------------- adapters
+    def adapter_state_dict(self) -> dict[str, Tensor]:
+        """The adapter's tensors under the official keys, `model.layers.{i}.self_attn.{param}`."""
+        out = {}
+        for name, layer in zip(self.layer_names, self.layers):
+            for param_name, param in layer.named_parameters():
+                out[f"{name}.{param_name}"] = param.detach()
+        return out
+
+    def detach(self) -> nn.Module:
+        """Remove every hook and return the untouched backbone."""
+        for handle in self._handles:
+            handle.remove()
+        self._handles.clear()
+        return self.backbone
+
+    # ------------------------------------------------------------------------------------ not PEFT
+    def merge_and_unload(self, *args: Any, **kwargs: Any) -> nn.Module:
+        raise NotMergeableError(_MERGE_MESSAGE)
+
+    def merge_adapter(self, *args: Any, **kwargs: Any) -> None:
+        raise NotMergeableError(_MERGE_MESSAGE)
+
+    def merge(self, *args: Any, **kwargs: Any) -> None:
+        raise NotMergeableError(_MERGE_MESSAGE)

@@ -1,0 +1,101 @@
+"""The in-memory form of a transcript: plain dataclasses, so replay and scoring never touch raw JSON."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+ROLES: tuple[str, ...] = ("system", "user", "assistant")
+"""The roles a message may have, in the order error messages list them."""
+
+Role = Literal["system", "user", "assistant"]
+
+
+@dataclass(frozen=True)
+class ContextPolicy:
+    """How much history a replay should keep in the frozen model's context.
+
+    `full` keeps everything; `window` keeps only the last `tokens` tokens, which is what makes
+    early facts fall out of the frozen model's view while δ-mem can still hold them.
+    """
+
+    policy: Literal["full", "window"]
+    tokens: int | None = None
+
+    def __str__(self) -> str:
+        return "full" if self.policy == "full" else f"window:{self.tokens}"
+
+
+@dataclass(frozen=True)
+class TranscriptMeta:
+    """The optional first line of a transcript: where it comes from and how it should be replayed."""
+
+    title: str | None = None
+    source: str | None = None
+    licence: str | None = None
+    description: str | None = None
+    context: ContextPolicy | None = None
+
+
+@dataclass(frozen=True)
+class Message:
+    """One chat turn. `session` and `time` let multi-session histories keep their structure."""
+
+    role: Role
+    content: str
+    session: int | str | None = None
+    time: str | None = None
+
+
+@dataclass(frozen=True)
+class Probe:
+    """A recall question asked at its place in the transcript, after every earlier message.
+
+    `depends_on` is the 0-based index (among messages only) of the message that holds the fact,
+    so a report can say how far back the fact was.
+    """
+
+    question: str
+    answer: str
+    aliases: tuple[str, ...] = ()
+    depends_on: int | None = None
+    id: str | None = None
+
+
+Item = Message | Probe
+
+
+@dataclass
+class Transcript:
+    """A whole validated transcript: metadata plus messages and probes in file order."""
+
+    path: Path | None
+    meta: TranscriptMeta = field(default_factory=TranscriptMeta)
+    items: list[Item] = field(default_factory=list)
+
+    @property
+    def messages(self) -> list[Message]:
+        """All messages, in order; `Probe.depends_on` indexes this list."""
+        return [item for item in self.items if isinstance(item, Message)]
+
+    @property
+    def probes(self) -> list[Probe]:
+        """All probes, in order."""
+        return [item for item in self.items if isinstance(item, Probe)]
+
+    @property
+    def assistant_turns(self) -> list[Message]:
+        """The recorded assistant replies, which a replay can show next to the models' own."""
+        return [item for item in self.items if isinstance(item, Message) and item.role == "assistant"]
+
+    def probe_positions(self) -> list[tuple[int, Probe]]:
+        """Each probe with the number of messages that precede it, i.e. the history it is asked after."""
+        positions: list[tuple[int, Probe]] = []
+        seen = 0
+        for item in self.items:
+            if isinstance(item, Message):
+                seen += 1
+            else:
+                positions.append((seen, item))
+        return positions

@@ -1,0 +1,96 @@
+"""Write transcripts back to JSONL, atomically, and only if the result would read back cleanly."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+from collections.abc import Iterable
+from pathlib import Path
+
+from deltamem_chat.transcripts.model import ContextPolicy, Message, Probe, Transcript, TranscriptMeta
+from deltamem_chat.transcripts.reader import LineProblem, LineValidator, TranscriptError
+
+
+def _context_record(context: ContextPolicy) -> str | dict[str, object]:
+    return "full" if context.policy == "full" else {"policy": "window", "tokens": context.tokens}
+
+
+def meta_record(meta: TranscriptMeta) -> dict[str, object] | None:
+    """The meta line, or None when every field is empty (then the file has no meta line)."""
+    fields = {
+        "title": meta.title,
+        "source": meta.source,
+        "licence": meta.licence,
+        "description": meta.description,
+        "context": None if meta.context is None else _context_record(meta.context),
+    }
+    present = {key: value for key, value in fields.items() if value is not None}
+    return {"type": "meta", **present} if present else None
+
+
+def item_record(item: Message | Probe) -> dict[str, object]:
+    """One message or probe as the JSON object its line holds, leaving out unset optional fields."""
+    if isinstance(item, Message):
+        record: dict[str, object] = {"role": item.role, "content": item.content}
+        if item.session is not None:
+            record["session"] = item.session
+        if item.time is not None:
+            record["time"] = item.time
+        return record
+    record = {"type": "probe"}
+    if item.id is not None:
+        record["id"] = item.id
+    record["question"] = item.question
+    record["answer"] = item.answer
+    if item.aliases:
+        record["aliases"] = list(item.aliases)
+    if item.depends_on is not None:
+        record["depends_on"] = item.depends_on
+    return record
+
+
+def transcript_records(transcript: Transcript) -> list[dict[str, object]]:
+    """All lines of the file as JSON objects, meta first."""
+    meta = meta_record(transcript.meta)
+    return ([meta] if meta else []) + [item_record(item) for item in transcript.items]
+
+
+def atomic_write_lines(out_path: str | os.PathLike[str], lines: Iterable[str]) -> None:
+    """Write to a temporary file beside `out_path`, then rename it over, so readers never see half a file.
+
+    The temporary file is created with mode 0o666 (less the umask), like a plain `open`, so the result
+    does not end up private the way `tempfile` files are.
+    """
+    out_path = Path(out_path)
+    temp = out_path.with_name(f".{out_path.name}.{secrets.token_hex(4)}.tmp")
+    descriptor = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    try:
+        with open(descriptor, "w", encoding="utf-8") as handle:
+            handle.writelines(lines)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temp, out_path)
+    except BaseException:
+        temp.unlink(missing_ok=True)
+        raise
+
+
+def write_transcript(transcript: Transcript, out_path: str | os.PathLike[str]) -> None:
+    """Validate every line as the reader would, then write the file atomically.
+
+    Raises `TranscriptError` (naming `out_path` and the line it would have had) instead of writing a file
+    that `load_transcript` would reject.
+    """
+    records = transcript_records(transcript)
+    validator = LineValidator()
+    for number, record in enumerate(records, start=1):
+        try:
+            validator.parse(record, number)
+        except LineProblem as problem:
+            raise TranscriptError(out_path, number, f"would be invalid: {problem}") from None
+    try:
+        validator.finish()
+    except LineProblem as problem:
+        raise TranscriptError(out_path, None, f"would be invalid: {problem}") from None
+    atomic_write_lines(out_path, (json.dumps(record, ensure_ascii=False) + "\n" for record in records))
