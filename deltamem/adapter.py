@@ -7,6 +7,7 @@ and the error says which key, what it expected and what it found, and which base
 
 from __future__ import annotations
 
+import pickle
 import re
 from pathlib import Path
 
@@ -54,7 +55,7 @@ def read_tensors(path: str | Path) -> dict[str, Tensor]:
             tensors = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise AdapterError(f"{path}: file not found") from None
-    except (SafetensorError, RuntimeError, EOFError, OSError) as exc:
+    except (SafetensorError, pickle.UnpicklingError, RuntimeError, EOFError, OSError) as exc:
         raise AdapterError(f"{path}: not a readable adapter file ({str(exc).splitlines()[0]})") from None
     if not isinstance(tensors, dict) or not all(isinstance(v, Tensor) for v in tensors.values()):
         raise AdapterError(f"{path}: expected a flat dict of tensors, found {type(tensors).__name__}")

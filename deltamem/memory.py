@@ -181,13 +181,13 @@ class DeltaMemLayer(nn.Module):
         q, k, v, beta, lam = self.project(x)
         if segments is None:
             keep, erase, write = self.coefficients(beta, lam)
-            reads, new_state = scan(*_flat_heads(q, k, v, keep, erase, write),
+            reads, new_state = scan(*_flat_heads(state.dtype, q, k, v, keep, erase, write),
                                     written.repeat_interleave(heads, dim=0), state.flatten(0, 1))
             reads = reads.unflatten(0, (batch, heads)).transpose(1, 2)        # [B, T, H, r]
             beta_mean = _masked_mean(beta, written)
         else:
             new_state, beta_mean = self._segment_writes(x, state, segments)
-            reads = torch.einsum("bhij,bthj->bthi", state, q.float())          # every token reads S_0
+            reads = torch.einsum("bhij,bthj->bthi", state, q.to(state.dtype))   # every token reads S_0
         reads = reads * readable[:, :, None, None]
         corrections = self.corrections(reads.flatten(2).to(x.dtype))
         return MemoryOutput(corrections, new_state.view(batch, heads, rank, rank), beta_mean)
@@ -207,14 +207,14 @@ class DeltaMemLayer(nn.Module):
         present = (counts > 0).view(x.shape[0], n_seg)
         q, k, v, beta, lam = self.project(means)
         keep, erase, write = self.coefficients(beta, lam)
-        _, new_state = scan(*_flat_heads(q, k, v, keep, erase, write),
+        _, new_state = scan(*_flat_heads(state.dtype, q, k, v, keep, erase, write),
                             present.repeat_interleave(heads, dim=0), state.flatten(0, 1))
         return new_state, _masked_mean(beta, present)
 
 
-def _flat_heads(*tensors: Tensor) -> list[Tensor]:
-    """[B, T, H, r] → [B·H, T, r] float32, the layout the scan takes."""
-    return [t.transpose(1, 2).flatten(0, 1).float() for t in tensors]
+def _flat_heads(dtype: torch.dtype, *tensors: Tensor) -> list[Tensor]:
+    """[B, T, H, r] → [B·H, T, r] in the state's dtype, the layout the scan takes."""
+    return [t.transpose(1, 2).flatten(0, 1).to(dtype) for t in tensors]
 
 
 def _masked_mean(beta: Tensor, mask: Tensor) -> Tensor:

@@ -215,7 +215,7 @@ class DeltaMemModel(nn.Module):
         state = self._states[index]
         cfg = self.config
         if state is None:
-            return torch.zeros(batch, cfg.num_state_heads, cfg.rank, cfg.rank, device=device)
+            return torch.zeros(batch, cfg.num_state_heads, cfg.rank, cfg.rank, device=device, dtype=self.state_dtype)
         if state.shape[0] != batch:
             raise DeltaMemError(
                 f"the memory holds {state.shape[0]} rows but the input has {batch}: call reset() or set_state() "
@@ -240,6 +240,11 @@ class DeltaMemModel(nn.Module):
     @property
     def device(self) -> torch.device:
         return self.layers[0].memory_q_proj.device
+
+    @property
+    def state_dtype(self) -> torch.dtype:
+        """float32 for float32/bf16/fp16 models (as the official GPU kernel carries it), float64 for float64."""
+        return torch.promote_types(self.layers[0].memory_q_proj.dtype, torch.float32)
 
     # ------------------------------------------------------------------------------------- switches
     def set_rows(self, memory: Sequence[bool] | None = None, writes: Sequence[bool] | None = None) -> None:
@@ -321,7 +326,7 @@ class DeltaMemModel(nn.Module):
                     f"{', '.join(map(str, expected if cfg.num_state_heads > 1 else expected[1:]))}]"
                 )
             batch = state.shape[0]
-            new.append(state.detach().to(device=attn.q_proj.weight.device, dtype=torch.float32).clone())
+            new.append(state.detach().to(device=attn.q_proj.weight.device, dtype=self.state_dtype).clone())
         self._states = new
 
     @property

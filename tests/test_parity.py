@@ -17,6 +17,7 @@ from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM, DynamicCache
 
 from deltamem import OffTrainedDefaultsWarning, attach_adapter
+from deltamem.compat import cache_argument, output_cache
 
 BUILTIN = Path(__file__).parent / "fixtures" / "parity"
 
@@ -69,6 +70,7 @@ def test_parity_case(case_dir: Path, attn: str) -> None:
     assert model.get_state() == {}, "a forward with memory off must not create any state"
 
     cache = None
+    cache_kw = cache_argument(backbone)
     checked = 0
     for step in case["steps"]:
         if step["op"] == "reset":
@@ -79,14 +81,14 @@ def test_parity_case(case_dir: Path, attn: str) -> None:
         ids = torch.tensor([step["input_ids"]])
         with model.write_segments(_ids(step.get("message_ids")), _ids(step.get("sentence_ids"))):
             if step["write"]:
-                out = model(input_ids=ids, past_key_values=cache, use_cache=True)
+                out = model(input_ids=ids, use_cache=True, **{cache_kw: cache})
             else:
                 before = model.get_state()
                 with model.read_only():
-                    out = model(input_ids=ids, past_key_values=cache, use_cache=True)
+                    out = model(input_ids=ids, use_cache=True, **{cache_kw: cache})
                 after = model.get_state()
                 assert all(torch.equal(before[k], after[k]) for k in before), "read-only forward changed the state"
-        cache = out.past_key_values
+        cache = output_cache(out)
         name = step["expect"]
         _assert_close(out.logits[0], expected[f"{name}.logits"], tol, f"{name} logits")
         states = model.get_state()

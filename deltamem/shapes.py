@@ -1,0 +1,88 @@
+"""Named backbone shapes, and random-weight models of those shapes: benchmarks and GPU checks need no download.
+
+The real shapes are copied from the published configs; `tiny` is for tests and `cpu-bench` is the smallest shape
+the CPU benchmark targets are stated for (8 layers, hidden 512).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import nn
+
+
+@dataclass(frozen=True)
+class BackboneShape:
+    """The few numbers that fix a Qwen3-architecture model's compute and memory."""
+
+    layers: int
+    hidden: int
+    heads: int
+    kv_heads: int
+    head_dim: int
+    ffn: int
+    vocab: int
+    tie_embeddings: bool = False
+
+
+SHAPES: dict[str, BackboneShape] = {
+    "tiny": BackboneShape(layers=2, hidden=64, heads=4, kv_heads=2, head_dim=16, ffn=128, vocab=300),
+    "cpu-bench": BackboneShape(layers=8, hidden=512, heads=8, kv_heads=4, head_dim=64, ffn=1536, vocab=4096),
+    "qwen3-4b": BackboneShape(layers=36, hidden=2560, heads=32, kv_heads=8, head_dim=128, ffn=9728, vocab=151936,
+                              tie_embeddings=True),
+    "qwen3-8b": BackboneShape(layers=36, hidden=4096, heads=32, kv_heads=8, head_dim=128, ffn=12288, vocab=151936),
+}
+
+
+def qwen3_config(shape: BackboneShape | str, attn: str = "sdpa", **overrides: object):
+    """A `Qwen3Config` of that shape (full attention everywhere, as in the released models)."""
+    from transformers import Qwen3Config
+
+    if isinstance(shape, str):
+        shape = SHAPES[shape]
+    config = Qwen3Config(
+        vocab_size=shape.vocab, hidden_size=shape.hidden, intermediate_size=shape.ffn,
+        num_hidden_layers=shape.layers, num_attention_heads=shape.heads, num_key_value_heads=shape.kv_heads,
+        head_dim=shape.head_dim, max_position_embeddings=40960, rope_theta=1_000_000.0, rms_norm_eps=1e-6,
+        tie_word_embeddings=shape.tie_embeddings, bos_token_id=None, eos_token_id=None, pad_token_id=None,
+        **overrides,
+    )
+    config._attn_implementation = attn
+    return config
+
+
+def random_backbone(shape: BackboneShape | str, *, dtype: torch.dtype = torch.float32, attn: str = "sdpa",
+                    device: str | torch.device = "cpu", seed: int = 0, **overrides: object) -> nn.Module:
+    """A `Qwen3ForCausalLM` of that shape with seeded random weights, in eval mode."""
+    from transformers import Qwen3ForCausalLM
+
+    torch.manual_seed(seed)
+    config = qwen3_config(shape, attn, **overrides)
+    with torch.device(device):
+        model = Qwen3ForCausalLM(config)
+    return model.to(dtype).eval()
+
+
+def describe(shape: BackboneShape | str) -> dict[str, object]:
+    """The shape as plain data, for reports."""
+    if isinstance(shape, str):
+        return {"name": shape, **asdict(SHAPES[shape])}
+    return asdict(shape)
+
+
+@torch.no_grad()
+def randomize_adapter(model: nn.Module, *, seed: int = 0, gain: float = 0.5) -> None:
+    """Give a δ-mem model random adapter weights large enough to move the logits (trained ones are not at hand).
+
+    Memory projections get the usual fan-in scale; correction matrices `gain` / sqrt(rank) so that a read of norm
+    one changes the corrected activations by about `gain`; gate biases stay at their initial values.
+    """
+    generator = torch.Generator().manual_seed(seed)
+    for name, param in model.adapter_state_dict().items():
+        leaf = name.rsplit(".", 1)[-1]
+        if leaf.endswith("_bias") or leaf in ("delta_o_rmsnorm_weight", "delta_scale_raw"):
+            continue
+        scale = gain / param.shape[1] ** 0.5 if leaf.startswith("delta_") else 1 / param.shape[1] ** 0.5
+        noise = torch.randn(param.shape, generator=generator) * scale
+        param.copy_(noise.to(device=param.device, dtype=param.dtype))
