@@ -22,3 +22,24 @@ def output_cache(output: Any) -> Any:
     """The KV cache a forward returned, whatever the field is called."""
     cache = getattr(output, "cache", None)
     return cache if cache is not None else getattr(output, "past_key_values", None)
+
+
+def crop_cache(cache: Any, keep: int) -> None:
+    """Shorten a KV cache to its first `keep` positions.
+
+    Both major versions read a negative argument as "drop that many from the end" (5.x accepts nothing else).
+    """
+    current = cache.get_seq_length()
+    if keep < current:
+        cache.crop(keep - current)
+
+
+def new_cache(model: nn.Module) -> Any:
+    """An empty dynamic KV cache for this model."""
+    from transformers import DynamicCache
+
+    config = getattr(getattr(model, "backbone", model), "config", None)
+    try:
+        return DynamicCache(config=config)
+    except TypeError:
+        return DynamicCache()

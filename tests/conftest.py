@@ -27,3 +27,35 @@ def make_delta_model(attn: str = "eager", dtype: torch.dtype = torch.float32, se
 @pytest.fixture
 def delta_model() -> Callable[..., DeltaMemModel]:
     return make_delta_model
+
+
+def ascii_only(backbone: torch.nn.Module) -> torch.nn.Module:
+    """Make a random byte-level model emit printable ASCII or end-of-turn only, so its replies round-trip."""
+    from deltamem.runtime.offline_tokenizer import byte_chatml_tokenizer
+
+    tokenizer = byte_chatml_tokenizer()
+    head = backbone.lm_head
+    biased = torch.nn.Linear(head.in_features, head.out_features, bias=True, dtype=head.weight.dtype)
+    with torch.no_grad():
+        biased.weight.copy_(head.weight)
+        biased.bias.fill_(-1e4)
+        allowed = [tokenizer.convert_tokens_to_ids(tokenizer.tokenize(chr(c)))[0] for c in range(32, 127)]
+        biased.bias[allowed] = 0.0
+        biased.bias[tokenizer.eos_token_id] = 0.0
+    backbone.lm_head = biased
+    return backbone
+
+
+def make_engine(policy: str = "full", batched: bool = True, seed: int = 0, attn: str = "sdpa", **kwargs: object):
+    """A tiny offline A/B engine: random δ-mem model, byte-level ChatML tokenizer, printable replies."""
+    from deltamem.runtime import ABEngine, ContextPolicy
+    from deltamem.runtime.offline_tokenizer import byte_chatml_tokenizer
+
+    model = make_delta_model(attn=attn, seed=seed)
+    ascii_only(model.backbone)
+    return ABEngine(model, byte_chatml_tokenizer(), policy=ContextPolicy.parse(policy), batched=batched, **kwargs)
+
+
+@pytest.fixture
+def engine_factory() -> Callable[..., object]:
+    return make_engine

@@ -1,0 +1,409 @@
+"""The A/B engine: both lanes answer the same message, token by token, on one set of weights.
+
+Each turn: render each lane's prompt under the context policy, feed what the lane's KV cache does not hold yet
+(writing it into memory: every token is written once, when first processed), then decode. Lanes run in one
+batched forward (row per lane, memory off for the frozen row) or one after the other; in float32 both give the
+same tokens. When the prompt no longer extends what a cache holds (the window slid), the cache is rebuilt from
+the prompt with writes off, so nothing is written twice.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor
+
+from deltamem.compat import cache_argument, crop_cache, new_cache, output_cache
+from deltamem.model import DeltaMemModel
+from deltamem.runtime.context import ContextPolicy, WriteBudget
+from deltamem.runtime.lanes import Lane, LaneGroup, TurnStats
+
+LANE_NAMES = ("frozen", "delta")
+
+
+@dataclass(frozen=True)
+class GenerationSettings:
+    """Decoding: greedy unless temperature > 0, then seeded sampling (same seed → same text)."""
+
+    max_new_tokens: int = 256
+    temperature: float = 0.0
+    top_p: float = 1.0
+    top_k: int = 0
+    seed: int = 0
+
+
+@dataclass
+class TokenEvent:
+    """A lane produced text (a token's worth; may be empty while a multi-byte character is incomplete)."""
+
+    lane: str
+    text: str
+    token_id: int
+
+
+@dataclass
+class LaneDone:
+    """A lane finished its reply (EOS, length limit or cancel)."""
+
+    lane: str
+    text: str
+    stats: TurnStats
+
+
+@dataclass
+class TurnDone:
+    """Every lane of the turn finished."""
+
+    stats: dict[str, TurnStats] = field(default_factory=dict)
+    written_total: dict[str, int] = field(default_factory=dict)
+
+
+Event = TokenEvent | LaneDone | TurnDone
+
+
+@dataclass
+class _Reply:
+    """One lane's reply while it is being generated."""
+
+    stats: TurnStats
+    tokens: list[int] = field(default_factory=list)
+    text: str = ""
+    finished: bool = False
+    first: float | None = None
+    last: float = 0.0
+
+
+class ABEngine:
+    """Runs the lanes of one A/B conversation on a δ-mem model."""
+
+    def __init__(self, model: DeltaMemModel, tokenizer, *, policy: ContextPolicy | None = None,
+                 budget: WriteBudget | None = None, batched: bool = True, system_prompt: str | None = None,
+                 lanes: Sequence[str] = LANE_NAMES) -> None:
+        self.model = model
+        self.tokenizer = tokenizer
+        self.policy = policy or ContextPolicy()
+        self.budget = budget or WriteBudget()
+        self.batched = batched
+        self.system_prompt = system_prompt
+        self.lanes = {name: Lane(name, memory=name != "frozen") for name in lanes}
+        self._groups: dict[tuple[str, ...], LaneGroup] = {}
+        self._cache_kw = cache_argument(model)
+        self._eos = _eos_ids(model, tokenizer)
+        self._pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else min(self._eos)
+        self._length_cache: dict[tuple[str, str], int] = {}
+        self.turn_index = 0
+        self.reset()
+
+    # ----------------------------------------------------------------------------------- conversation
+    def reset(self) -> None:
+        """Forget every lane's conversation, cache and memory."""
+        for lane in self.lanes.values():
+            lane.clear()
+            if self.system_prompt:
+                lane.messages.append({"role": "system", "content": self.system_prompt})
+        self._groups.clear()
+        self.turn_index = 0
+
+    def reset_memory(self) -> None:
+        """Empty the δ-mem lane's memory and counters, keeping the conversation (and the caches)."""
+        for lane in self.lanes.values():
+            lane.state = {}
+            lane.written_total = 0
+
+    def add_message(self, role: str, content: str, lanes: Sequence[str] | None = None) -> None:
+        """Append a recorded message without generating (teacher forcing); it is read at the next turn."""
+        for name in lanes or self.lanes:
+            self.lanes[name].messages.append({"role": role, "content": content})
+
+    def set_policy(self, policy: ContextPolicy) -> None:
+        """Switch the context policy; the next turn rebuilds what no longer matches (read-only)."""
+        self.policy = policy
+
+    def turn(self, user_text: str, settings: GenerationSettings | None = None, *,
+             lanes: Sequence[str] | None = None, cancel: threading.Event | None = None) -> Iterator[Event]:
+        """Send `user_text` to the lanes and stream their replies as events; ends with `TurnDone`."""
+        names = list(lanes or self.lanes)
+        self.add_message("user", user_text, names)
+        yield from self.respond(settings, lanes=names, cancel=cancel)
+
+    def respond(self, settings: GenerationSettings | None = None, *, lanes: Sequence[str] | None = None,
+                cancel: threading.Event | None = None) -> Iterator[Event]:
+        """Generate each lane's reply to its conversation as it stands."""
+        settings = settings or GenerationSettings()
+        names = list(lanes or self.lanes)
+        groups = [tuple(names)] if self.batched else [(name,) for name in names]
+        done = TurnDone()
+        start = time.perf_counter()
+        for key in groups:
+            group = self._groups.setdefault(key, LaneGroup([self.lanes[n] for n in key]))
+            for event in self._run_group(group, settings, cancel, start):
+                if isinstance(event, LaneDone):
+                    done.stats[event.lane] = event.stats
+                yield event
+        done.written_total = {name: self.lanes[name].written_total for name in names}
+        self.turn_index += 1
+        yield done
+
+    # ---------------------------------------------------------------------------------------- prompts
+    def _render(self, messages: list[dict[str, str]], generation_prompt: bool) -> list[int]:
+        text = self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=generation_prompt,
+                                                  enable_thinking=False)
+        return self.tokenizer(text, add_special_tokens=False)["input_ids"]
+
+    def _length(self, message: dict[str, str]) -> int:
+        key = (message["role"], message["content"])
+        if key not in self._length_cache:
+            self._length_cache[key] = len(self._render([message], False))
+        return self._length_cache[key]
+
+    def _window(self, lanes: Sequence[Lane]) -> list[list[int]]:
+        """The message indices each lane puts in its prompt; lanes of equal length share one window."""
+        if len({len(lane.messages) for lane in lanes}) == 1:
+            n = len(lanes[0].messages)
+            lengths = [max(self._length(lane.messages[i]) for lane in lanes) for i in range(n)]
+            chosen = self.policy.select(lengths, [m["role"] for m in lanes[0].messages])
+            return [chosen for _ in lanes]
+        return [self.policy.select([self._length(m) for m in lane.messages], [m["role"] for m in lane.messages])
+                for lane in lanes]
+
+    def _prompt(self, lane: Lane, indices: list[int]) -> tuple[list[int], int]:
+        """The lane's prompt ids, and where its already-processed part ends (tokens before it were read before)."""
+        messages = [lane.messages[i] for i in indices]
+        ids = self._render(messages, True)
+        seen = _shared_prefix(lane.processed, ids)
+        if seen == len(lane.processed):
+            return ids, seen
+        # The cache does not extend to this prompt: messages read in earlier turns are re-read without writing.
+        old = [m for i, m in zip(indices, messages) if i < lane.read_upto]
+        boundary = len(self._render(old, False)) if old else 0
+        return ids, min(boundary, len(ids))
+
+    # ---------------------------------------------------------------------------------------- running
+    def _run_group(self, group: LaneGroup, settings: GenerationSettings, cancel: threading.Event | None,
+                   start: float) -> Iterator[Event]:
+        lanes = group.lanes
+        windows = self._window(lanes)
+        prompts = [self._prompt(lane, w) for lane, w in zip(lanes, windows)]
+        rebuild = group.cache is None or any(
+            _shared_prefix(lane.processed, ids) < len(lane.processed) for lane, (ids, _) in zip(lanes, prompts))
+        replies = [_Reply(TurnStats(rebuilt=rebuild and any(lane.processed for lane in lanes))) for _ in lanes]
+        self._load_lanes(lanes)
+        try:
+            if rebuild:
+                group.drop_cache()
+                for lane in lanes:
+                    lane.processed = []
+                self._feed(group, [ids[:boundary] for ids, boundary in prompts], write=False)
+                new_parts = [ids[boundary:] for ids, boundary in prompts]
+            else:
+                new_parts = [ids[len(lane.processed):] for lane, (ids, _) in zip(lanes, prompts)]
+            for lane in lanes:
+                lane.read_upto = len(lane.messages)
+            logits = self._feed(group, new_parts, write=True)
+            yield from self._decode(group, logits, settings, cancel, start, replies)
+            self._close_replies(group, windows, replies)
+        finally:
+            # Runs on success, on cancel and when the consumer stops listening: the lanes always end consistent.
+            self._finish(lanes, replies, start, cancelled=cancel is not None and cancel.is_set())
+        for lane, reply in zip(lanes, replies):
+            yield LaneDone(lane.name, reply.text, reply.stats)
+
+    def _close_replies(self, group: LaneGroup, windows: list[list[int]], replies: list[_Reply]) -> None:
+        """Feed what closes each reply in the template (its last token, `<|im_end|>` and the newline), written.
+
+        Afterwards each cache holds exactly the rendered conversation, so the next turn only adds to it. Where
+        the reply's text does not re-tokenise to the generated ids, nothing is fed and the next turn rebuilds.
+        """
+        parts = []
+        for lane, window, reply in zip(group.lanes, windows, replies):
+            reply.text = self.tokenizer.decode(reply.tokens, skip_special_tokens=True)
+            messages = [lane.messages[i] for i in window] + [{"role": "assistant", "content": reply.text}]
+            ids = self._render(messages, False)
+            done = len(lane.processed)
+            parts.append(ids[done:] if _shared_prefix(lane.processed, ids) == done else [])
+        self._feed(group, parts, write=True)
+
+    def _finish(self, lanes: Sequence[Lane], replies: list[_Reply], start: float, cancelled: bool) -> None:
+        """Store each lane's reply, memory and counters, whatever ended the turn."""
+        states = self.model.get_state()
+        counts = self.model.tokens_written or [lane.written_total for lane in lanes]
+        for row, (lane, reply) in enumerate(zip(lanes, replies)):
+            reply.text = self.tokenizer.decode(reply.tokens, skip_special_tokens=True)
+            lane.messages.append({"role": "assistant", "content": reply.text})
+            lane.read_upto = len(lane.messages)
+            if lane.memory:
+                lane.state = {name: s[row:row + 1].clone() for name, s in states.items()}
+            stats = reply.stats
+            stats.written = counts[row] - lane.written_total
+            lane.written_total = counts[row]
+            stats.tokens = len(reply.tokens)
+            stats.cancelled = cancelled and not reply.finished
+            stats.seconds = time.perf_counter() - start
+            if reply.first is not None:
+                stats.ttft_s = reply.first - start
+                if stats.tokens > 1 and reply.last > reply.first:
+                    stats.tokens_per_s = (stats.tokens - 1) / (reply.last - reply.first)
+            lane.turns.append(stats)
+        self.model.set_rows()
+
+    def _load_lanes(self, lanes: Sequence[Lane]) -> None:
+        """Put the lanes' memory states and counters into the model's rows."""
+        model = self.model
+        rows: list[dict[str, Tensor]] = []
+        for lane in lanes:
+            rows.append(lane.state if lane.state else {})
+        if any(rows):
+            template = next(r for r in rows if r)
+            merged = {name: torch.cat([r.get(name, torch.zeros_like(t)) for r in rows]) for name, t in template.items()}
+            model.set_state(merged)
+        else:
+            model.reset()
+        model.set_tokens_written([lane.written_total for lane in lanes])
+        model.set_rows(memory=[lane.memory for lane in lanes],
+                       writes=[lane.memory and self.budget.allows_writes(lane.written_total) for lane in lanes])
+
+    def _refresh_writes(self, lanes: Sequence[Lane]) -> None:
+        """Apply the budget's stop policy between forwards."""
+        counts = self.model.tokens_written or [0] * len(lanes)
+        self.model.set_rows(memory=[lane.memory for lane in lanes],
+                            writes=[lane.memory and self.budget.allows_writes(c) for lane, c in zip(lanes, counts)])
+
+    @torch.no_grad()
+    def _feed(self, group: LaneGroup, parts: list[list[int]], write: bool) -> Tensor | None:
+        """Append one chunk per row to the group's cache (rows right-aligned); return each row's last logits."""
+        width = max((len(p) for p in parts), default=0)
+        if width == 0:
+            return None
+        device = self.model.device
+        ids = torch.full((len(parts), width), self._pad, dtype=torch.long)
+        chunk_mask = torch.zeros(len(parts), width, dtype=torch.long)
+        for row, part in enumerate(parts):
+            if part:
+                ids[row, width - len(part):] = torch.tensor(part)
+                chunk_mask[row, width - len(part):] = 1
+        positions = group.positions().unsqueeze(1) + chunk_mask.cumsum(dim=1) - 1
+        positions = positions.clamp(min=0)
+        mask = chunk_mask if group.mask is None else torch.cat([group.mask, chunk_mask], dim=1)
+        if group.cache is None:
+            group.cache = new_cache(self.model)
+        if write:
+            self._refresh_writes(group.lanes)
+        with nullcontext() if write else self.model.read_only():
+            out = self.model(input_ids=ids.to(device), attention_mask=mask.to(device),
+                             position_ids=positions.to(device), use_cache=True, **{self._cache_kw: group.cache})
+        group.cache = output_cache(out)
+        group.mask = mask
+        for lane, part in zip(group.lanes, parts):
+            lane.processed.extend(part)
+        return out.logits[:, -1].float()
+
+    def _decode(self, group: LaneGroup, logits: Tensor | None, settings: GenerationSettings,
+                cancel: threading.Event | None, start: float, replies: list[_Reply]) -> Iterator[Event]:
+        """Sample, stream and feed one token per unfinished lane until EOS, the length limit or a cancel."""
+        lanes = group.lanes
+        if logits is None:
+            raise RuntimeError("the prompt is empty: there is nothing to answer")
+        generators = [_generator(settings.seed, self.turn_index, lane.name) for lane in lanes]
+        shown = ["" for _ in lanes]
+        for step in range(settings.max_new_tokens):
+            tokens = [_choose(logits[row], settings, generators[row]) for row in range(len(lanes))]
+            now = time.perf_counter()
+            for row, (token, reply) in enumerate(zip(tokens, replies)):
+                if reply.finished:
+                    continue
+                if token in self._eos:
+                    reply.finished = True
+                    continue
+                reply.tokens.append(token)
+                reply.first = reply.first or now
+                reply.last = now
+                text = self.tokenizer.decode(reply.tokens, skip_special_tokens=True)
+                if not text.endswith("\ufffd"):
+                    delta, shown[row] = text[len(shown[row]):], text
+                    yield TokenEvent(lanes[row].name, delta, token)
+            if all(r.finished for r in replies) or step == settings.max_new_tokens - 1:
+                for reply in replies:
+                    reply.finished = True
+                break
+            if cancel is not None and cancel.is_set():
+                break
+            parts = [[] if r.finished else [t] for t, r in zip(tokens, replies)]
+            logits = self._feed(group, parts, write=True)
+
+    # --------------------------------------------------------------------------------------- rollback
+    def checkpoint(self) -> dict:
+        """A cheap snapshot (messages, memory, counters, cache lengths) to return to after a probe."""
+        return {
+            "lanes": {name: (list(lane.messages), list(lane.processed), dict(lane.state), lane.written_total,
+                             len(lane.turns), lane.read_upto) for name, lane in self.lanes.items()},
+            "groups": {key: (group.epoch, None if group.mask is None else group.mask.clone())
+                       for key, group in self._groups.items()},
+            "turn_index": self.turn_index,
+        }
+
+    def rollback(self, point: dict) -> None:
+        """Return to a checkpoint: the probe's question and answer leave no trace in history or memory."""
+        for name, (messages, processed, state, written, n_turns, read_upto) in point["lanes"].items():
+            lane = self.lanes[name]
+            lane.messages, lane.processed, lane.state = list(messages), list(processed), dict(state)
+            lane.written_total, lane.read_upto = written, read_upto
+            del lane.turns[n_turns:]
+        for key, group in self._groups.items():
+            epoch, mask = point["groups"].get(key, (None, None))
+            if mask is None or group.cache is None or epoch != group.epoch:
+                group.drop_cache()
+                for lane in group.lanes:
+                    lane.processed = []
+                continue
+            crop_cache(group.cache, mask.shape[1])
+            group.mask = mask
+        self.turn_index = point["turn_index"]
+
+
+def _shared_prefix(a: Sequence[int], b: Sequence[int]) -> int:
+    n = min(len(a), len(b))
+    for i in range(n):
+        if a[i] != b[i]:
+            return i
+    return n
+
+
+def _eos_ids(model: DeltaMemModel, tokenizer) -> set[int]:
+    ids = set()
+    if tokenizer.eos_token_id is not None:
+        ids.add(int(tokenizer.eos_token_id))
+    gen = getattr(model.backbone, "generation_config", None)
+    eos = getattr(gen, "eos_token_id", None)
+    if isinstance(eos, int):
+        ids.add(eos)
+    elif eos:
+        ids.update(int(e) for e in eos)
+    if not ids:
+        raise ValueError("the tokenizer has no end-of-sequence token: generation could never stop")
+    return ids
+
+
+def _generator(seed: int, turn: int, lane: str) -> torch.Generator:
+    """One sampling stream per lane and turn, so batched and sequential runs draw the same numbers."""
+    return torch.Generator().manual_seed(seed * 1_000_003 + turn * 101 + sum(map(ord, lane)))
+
+
+def _choose(logits: Tensor, settings: GenerationSettings, generator: torch.Generator) -> int:
+    """Greedy, or temperature → top-k → top-p sampling."""
+    if settings.temperature <= 0:
+        return int(logits.argmax())
+    scores = logits.cpu() / settings.temperature
+    if settings.top_k > 0:
+        kth = torch.topk(scores, min(settings.top_k, scores.numel())).values[-1]
+        scores = scores.masked_fill(scores < kth, float("-inf"))
+    if settings.top_p < 1.0:
+        ordered, order = torch.sort(scores, descending=True)
+        cumulative = ordered.softmax(-1).cumsum(-1)
+        drop = cumulative - ordered.softmax(-1) > settings.top_p
+        scores[order[drop]] = float("-inf")
+    return int(torch.multinomial(scores.softmax(-1), 1, generator=generator))

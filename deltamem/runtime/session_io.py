@@ -1,0 +1,117 @@
+"""A/B sessions on disk: `session.json` (messages, counters, settings, identity) + `memory.safetensors` (states).
+
+No pickle anywhere, both files written atomically, and loading checks that the session was made with the same
+base model and adapter before touching the engine. The KV caches are not stored: the next turn rebuilds them
+from the saved token ids with writes off, so the memory is exactly the saved one.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from deltamem.files import atomic_write, atomic_write_text
+from deltamem.runtime.context import ContextPolicy
+from deltamem.runtime.engine import ABEngine
+
+SESSION_JSON = "session.json"
+MEMORY_FILE = "memory.safetensors"
+FORMAT_VERSION = 1
+
+
+class SessionError(ValueError):
+    """A session folder that cannot be loaded into this engine; the message names the file and the field."""
+
+
+@dataclass(frozen=True)
+class SessionIdentity:
+    """What a session was made with; loading into anything else is refused."""
+
+    base: str
+    adapter: str
+
+    def to_dict(self) -> dict[str, str]:
+        return {"base": self.base, "adapter": self.adapter}
+
+
+def save_session(engine: ABEngine, folder: str | Path, identity: SessionIdentity,
+                 extra: dict[str, Any] | None = None) -> Path:
+    """Write the engine's lanes (messages, token ids, memory, counters) and settings into `folder`."""
+    folder = Path(folder)
+    tensors = {}
+    lanes = {}
+    for name, lane in engine.lanes.items():
+        for layer, state in lane.state.items():
+            tensors[f"{name}/{layer}"] = state.detach().cpu().contiguous()
+        lanes[name] = {
+            "memory": lane.memory,
+            "messages": lane.messages,
+            "processed": lane.processed,
+            "written_total": lane.written_total,
+            "read_upto": lane.read_upto,
+            "turns": [t.to_dict() for t in lane.turns],
+        }
+    data = {
+        "format": "deltamem-chat session",
+        "version": FORMAT_VERSION,
+        "identity": identity.to_dict(),
+        "policy": str(engine.policy),
+        "batched": engine.batched,
+        "system_prompt": engine.system_prompt,
+        "turn_index": engine.turn_index,
+        "lanes": lanes,
+        "extra": extra or {},
+    }
+    atomic_write(folder / MEMORY_FILE, lambda tmp: save_file(tensors, str(tmp)))
+    atomic_write_text(folder / SESSION_JSON, json.dumps(data, indent=1, ensure_ascii=False) + "\n")
+    return folder
+
+
+def load_session(engine: ABEngine, folder: str | Path, identity: SessionIdentity) -> dict[str, Any]:
+    """Replace the engine's lanes with a saved session; returns the session's `extra` data."""
+    folder = Path(folder)
+    path = folder / SESSION_JSON
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise SessionError(f"{path}: no saved session here") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise SessionError(f"{path}: not valid JSON ({exc})") from None
+    if not isinstance(data, dict) or data.get("format") != "deltamem-chat session":
+        raise SessionError(f"{path}: not a deltamem-chat session file")
+    if data.get("version") != FORMAT_VERSION:
+        raise SessionError(f"{path}: session format version {data.get('version')} (this app reads {FORMAT_VERSION})")
+    saved = data.get("identity", {})
+    for key in ("base", "adapter"):
+        if saved.get(key) != getattr(identity, key):
+            raise SessionError(f"{path}: this session was made with {key} {saved.get(key)!r}, "
+                               f"but the app is running {getattr(identity, key)!r}")
+    lanes = data.get("lanes")
+    if not isinstance(lanes, dict) or set(lanes) != set(engine.lanes):
+        raise SessionError(f"{path}: lanes {sorted(lanes or {})} do not match this app's {sorted(engine.lanes)}")
+    try:
+        tensors = load_file(str(folder / MEMORY_FILE))
+    except (FileNotFoundError, SafetensorError, OSError) as exc:
+        raise SessionError(f"{folder / MEMORY_FILE}: cannot read the memory states ({exc})") from None
+    try:
+        policy = ContextPolicy.parse(data["policy"])
+        restored = {}
+        for name, saved_lane in lanes.items():
+            state = {key.split("/", 1)[1]: t for key, t in tensors.items() if key.startswith(f"{name}/")}
+            restored[name] = (list(saved_lane["messages"]), [int(i) for i in saved_lane["processed"]],
+                              state, int(saved_lane["written_total"]), int(saved_lane["read_upto"]))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise SessionError(f"{path}: missing or malformed field ({exc})") from None
+    engine.reset()
+    engine.set_policy(policy)
+    engine.turn_index = int(data.get("turn_index", 0))
+    for name, (messages, processed, state, written, read_upto) in restored.items():
+        lane = engine.lanes[name]
+        lane.messages, lane.processed, lane.state = messages, processed, state
+        lane.written_total, lane.read_upto = written, read_upto
+    return dict(data.get("extra") or {})
