@@ -93,7 +93,8 @@ def import_command(
         raise _fail(f"{error}.") from None
     except OSError as error:
         raise _fail(f"{out}: cannot write ({error.strerror}).") from None
-    typer.echo(f"Wrote {out}: {len(transcript.messages)} messages, {len(transcript.probes)} probes.")
+    messages, probes = len(transcript.messages), len(transcript.probes)
+    typer.echo(f"Wrote {out}: {messages} message{'s' * (messages != 1)}, {probes} probe{'s' * (probes != 1)}.")
 
 
 def register(app: typer.Typer) -> None:

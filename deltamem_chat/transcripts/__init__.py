@@ -10,7 +10,7 @@ from deltamem_chat.transcripts.importers import (
 )
 from deltamem_chat.transcripts.model import (
     ROLES,
-    ContextPolicy,
+    ContextSuggestion,
     Item,
     Message,
     Probe,
@@ -39,7 +39,7 @@ from deltamem_chat.transcripts.writer import write_transcript
 __all__ = [
     "LOCOMO_CATEGORIES",
     "ROLES",
-    "ContextPolicy",
+    "ContextSuggestion",
     "ImportFormatError",
     "Item",
     "LaneSummary",

@@ -65,9 +65,7 @@ def _load_records(path: Path) -> list[object]:
         value = json.loads(text)
     except json.JSONDecodeError as error:
         if error.msg != "Extra data":
-            raise ImportFormatError(
-                path, f"invalid JSON: {error.msg} (column {error.colno})", error.lineno
-            ) from None
+            raise ImportFormatError(path, f"invalid JSON: {error.msg} (column {error.colno})", error.lineno) from None
         return _load_json_lines(path, text)
     return value if isinstance(value, list) else [value]
 
@@ -81,9 +79,7 @@ def _load_json_lines(path: Path, text: str) -> list[object]:
         try:
             records.append(json.loads(line))
         except json.JSONDecodeError as error:
-            raise ImportFormatError(
-                path, f"invalid JSON: {error.msg} (column {error.colno})", number
-            ) from None
+            raise ImportFormatError(path, f"invalid JSON: {error.msg} (column {error.colno})", number) from None
     return records
 
 
@@ -105,9 +101,7 @@ def _text(path: Path, value: object, where: str) -> str:
     return value
 
 
-def _select(
-    path: Path, records: list[object], key: str, wanted: str | int | None, noun: str
-) -> dict[str, object]:
+def _select(path: Path, records: list[object], key: str, wanted: str | int | None, noun: str) -> dict[str, object]:
     """Pick a record by its id (`key`) or, failing that, by a 0-based index; the first one by default."""
     if not records:
         raise ImportFormatError(path, f"holds no {noun}s")
@@ -130,6 +124,13 @@ def _select(
     return _object(path, records[index], f"{noun} {index}")
 
 
+def _transcript(path: Path, meta: TranscriptMeta, items: list[Message | Probe]) -> Transcript:
+    """Refuse an input with no conversation in it, naming the input rather than the file we would write."""
+    if not any(isinstance(item, Message) and item.role != "system" for item in items):
+        raise ImportFormatError(path, "contains no user or assistant messages with text")
+    return Transcript(path=path, meta=meta, items=items)
+
+
 def _openai_content(path: Path, value: object, where: str) -> str:
     """Plain text of a message: a string, or the text parts of a list of parts (images are dropped)."""
     if value is None:
@@ -137,9 +138,7 @@ def _openai_content(path: Path, value: object, where: str) -> str:
     if isinstance(value, str):
         return value
     if isinstance(value, list):
-        texts = [
-            part["text"] for part in value if isinstance(part, dict) and isinstance(part.get("text"), str)
-        ]
+        texts = [part["text"] for part in value if isinstance(part, dict) and isinstance(part.get("text"), str)]
         return "\n".join(texts)
     raise ImportFormatError(path, f'{where} "content" should be a string or a list of content parts')
 
@@ -153,15 +152,11 @@ def import_openai(path: str | os.PathLike[str]) -> Transcript:
     path = Path(path)
     records = _load_records(path)
     if records and all(isinstance(r, dict) and "messages" in r for r in records):
-        conversations = [
-            _list(path, r["messages"], f'conversation {i + 1} "messages"') for i, r in enumerate(records)
-        ]
+        conversations = [_list(path, r["messages"], f'conversation {i + 1} "messages"') for i, r in enumerate(records)]
     elif all(isinstance(r, dict) and "messages" not in r for r in records):
         conversations = [records]
     else:
-        raise ImportFormatError(
-            path, 'expected messages or {"messages": [...]} objects, not a mix or other values'
-        )
+        raise ImportFormatError(path, 'expected messages or {"messages": [...]} objects, not a mix or other values')
     items: list[Message | Probe] = []
     for number, conversation in enumerate(conversations, start=1):
         session = number if len(conversations) > 1 else None
@@ -176,7 +171,7 @@ def import_openai(path: str | os.PathLike[str]) -> Transcript:
             if role is not None and content.strip():
                 items.append(Message(role=role, content=content, session=session))
     meta = TranscriptMeta(title=path.stem, source=f"OpenAI messages ({path.name})")
-    return Transcript(path=path, meta=meta, items=items)
+    return _transcript(path, meta, items)
 
 
 def import_sharegpt(path: str | os.PathLike[str]) -> Transcript:
@@ -189,22 +184,18 @@ def import_sharegpt(path: str | os.PathLike[str]) -> Transcript:
         if "conversations" not in record:
             raise ImportFormatError(path, f'conversation {number} has no "conversations" list')
         session = number if len(records) > 1 else None
-        for index, raw_turn in enumerate(
-            _list(path, record["conversations"], f"conversation {number}"), start=1
-        ):
+        for index, raw_turn in enumerate(_list(path, record["conversations"], f"conversation {number}"), start=1):
             where = f"conversation {number}, turn {index}"
             turn = _object(path, raw_turn, where)
             speaker = _text(path, turn.get("from"), f'{where} "from"')
             role = _SHAREGPT_ROLES.get(speaker.lower())
             if role is None:
-                raise ImportFormatError(
-                    path, f'{where} has unknown "from" {speaker!r} (expected human, gpt or system)'
-                )
+                raise ImportFormatError(path, f'{where} has unknown "from" {speaker!r} (expected human, gpt or system)')
             value = _text(path, turn.get("value"), f'{where} "value"')
             if value.strip():
                 items.append(Message(role=role, content=value, session=session))
     meta = TranscriptMeta(title=path.stem, source=f"ShareGPT ({path.name})")
-    return Transcript(path=path, meta=meta, items=items)
+    return _transcript(path, meta, items)
 
 
 def import_locomo(
@@ -264,9 +255,7 @@ def import_locomo(
         if "answer" not in qa:
             raise ImportFormatError(path, f'{where} has no "answer"')
         evidence = qa.get("evidence")
-        first = (
-            evidence[0] if isinstance(evidence, list) and evidence and isinstance(evidence[0], str) else ""
-        )
+        first = evidence[0] if isinstance(evidence, list) and evidence and isinstance(evidence[0], str) else ""
         found = _DIA_ID.search(first)
         probe = Probe(
             question=_text(path, qa.get("question"), f'{where} "question"'),
@@ -280,7 +269,7 @@ def import_locomo(
         source=f"LoCoMo ({path.name})",
         description=f"{len(sessions)} sessions; QA categories {', '.join(map(str, sorted(categories)))}.",
     )
-    return Transcript(path=path, meta=meta, items=items)
+    return _transcript(path, meta, items)
 
 
 def import_longmemeval(path: str | os.PathLike[str], instance: str | int | None = None) -> Transcript:
@@ -315,9 +304,7 @@ def import_longmemeval(path: str | os.PathLike[str], instance: str | int | None 
             turn = _object(path, raw_turn, where)
             role = _text(path, turn.get("role"), f'{where} "role"')
             if role not in ("user", "assistant"):
-                raise ImportFormatError(
-                    path, f'{where} has unknown "role" {role!r} (expected user or assistant)'
-                )
+                raise ImportFormatError(path, f'{where} has unknown "role" {role!r} (expected user or assistant)')
             content = _text(path, turn.get("content"), f'{where} "content"')
             if not content.strip():
                 continue
@@ -346,4 +333,4 @@ def import_longmemeval(path: str | os.PathLike[str], instance: str | int | None 
         source=f"LongMemEval ({path.name})",
         description="; ".join(details) or None,
     )
-    return Transcript(path=path, meta=meta, items=items)
+    return _transcript(path, meta, items)

@@ -13,7 +13,7 @@ Role = Literal["system", "user", "assistant"]
 
 
 @dataclass(frozen=True)
-class ContextPolicy:
+class ContextSuggestion:
     """How much history a replay should keep in the frozen model's context.
 
     `full` keeps everything; `window` keeps only the last `tokens` tokens, which is what makes
@@ -35,7 +35,7 @@ class TranscriptMeta:
     source: str | None = None
     licence: str | None = None
     description: str | None = None
-    context: ContextPolicy | None = None
+    context: ContextSuggestion | None = None
 
 
 @dataclass(frozen=True)

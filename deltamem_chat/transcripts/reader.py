@@ -14,7 +14,7 @@ from pathlib import Path
 
 from deltamem_chat.transcripts.model import (
     ROLES,
-    ContextPolicy,
+    ContextSuggestion,
     Message,
     Probe,
     Role,
@@ -114,20 +114,20 @@ def _positive_tokens(value: object) -> int:
     return value
 
 
-def parse_context(value: object) -> ContextPolicy:
+def parse_context(value: object) -> ContextSuggestion:
     """Accept "full", "window:1024" or {"policy": "window", "tokens": 1024} for the suggested context."""
     if isinstance(value, str):
         policy, _, tokens = value.strip().partition(":")
         if policy == "full" and not tokens:
-            return ContextPolicy("full")
+            return ContextSuggestion("full")
         if policy == "window" and tokens.strip().isdigit():
-            return ContextPolicy("window", _positive_tokens(int(tokens)))
+            return ContextSuggestion("window", _positive_tokens(int(tokens)))
     elif isinstance(value, dict):
         policy = value.get("policy")
         if policy == "full" and set(value) <= {"policy"}:
-            return ContextPolicy("full")
+            return ContextSuggestion("full")
         if policy == "window" and set(value) <= {"policy", "tokens"} and "tokens" in value:
-            return ContextPolicy("window", _positive_tokens(value["tokens"]))
+            return ContextSuggestion("window", _positive_tokens(value["tokens"]))
     raise LineProblem(
         f'"context" must be "full", "window:N" or {{"policy": "window", "tokens": N}} (got {_quote(value)})'
     )
@@ -152,9 +152,7 @@ class LineValidator:
         self.records += 1
         if kind == "meta":
             if not first:
-                raise LineProblem(
-                    'the "meta" line must be the first line of the file (and only one is allowed)'
-                )
+                raise LineProblem('the "meta" line must be the first line of the file (and only one is allowed)')
             return self._meta(record)
         if kind == "probe":
             return self._probe(record, line)
@@ -189,9 +187,7 @@ class LineValidator:
             raise LineProblem(f"{_quote(role_key)} must be a string (got {_describe(raw_role)})")
         role = ROLE_ALIASES.get(raw_role.strip().lower())
         if role is None:
-            raise LineProblem(
-                f"{_quote(role_key)} must be one of {', '.join(ROLES)} (got {_quote(raw_role)})"
-            )
+            raise LineProblem(f"{_quote(role_key)} must be one of {', '.join(ROLES)} (got {_quote(raw_role)})")
         content_field = _pick(record, CONTENT_KEYS)
         if content_field is None:
             raise LineProblem('missing "content" (the message text)')
@@ -231,9 +227,7 @@ class LineValidator:
                 raise LineProblem(f'"id" must be a string or an integer (got {_describe(probe_id)})')
             probe_id = str(probe_id)
             if probe_id in self.probe_ids:
-                raise LineProblem(
-                    f'probe "id" {_quote(probe_id)} is already used on line {self.probe_ids[probe_id]}'
-                )
+                raise LineProblem(f'probe "id" {_quote(probe_id)} is already used on line {self.probe_ids[probe_id]}')
             self.probe_ids[probe_id] = line
         return Probe(question, answer, tuple(aliases), depends_on, probe_id)
 
@@ -258,9 +252,7 @@ def iter_transcript_items(path: str | os.PathLike[str]) -> Iterator[TranscriptMe
             try:
                 text = raw.decode("utf-8")
             except UnicodeDecodeError as error:
-                raise TranscriptError(
-                    path, number, f"not UTF-8 text (bad byte at column {error.start + 1})"
-                ) from None
+                raise TranscriptError(path, number, f"not UTF-8 text (bad byte at column {error.start + 1})") from None
             if number == 1:
                 text = text.removeprefix("\ufeff")
             if not text.strip():
@@ -268,9 +260,7 @@ def iter_transcript_items(path: str | os.PathLike[str]) -> Iterator[TranscriptMe
             try:
                 record = json.loads(text)
             except json.JSONDecodeError as error:
-                raise TranscriptError(
-                    path, number, f"invalid JSON: {error.msg} (column {error.colno})"
-                ) from None
+                raise TranscriptError(path, number, f"invalid JSON: {error.msg} (column {error.colno})") from None
             try:
                 item = validator.parse(record, number)
             except LineProblem as problem:

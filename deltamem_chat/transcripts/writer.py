@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
-from collections.abc import Iterable
-from pathlib import Path
 
-from deltamem_chat.transcripts.model import ContextPolicy, Message, Probe, Transcript, TranscriptMeta
+from deltamem.files import atomic_write_text
+from deltamem_chat.transcripts.model import ContextSuggestion, Message, Probe, Transcript, TranscriptMeta
 from deltamem_chat.transcripts.reader import LineProblem, LineValidator, TranscriptError
 
 
-def _context_record(context: ContextPolicy) -> str | dict[str, object]:
+def _context_record(context: ContextSuggestion) -> str | dict[str, object]:
     return "full" if context.policy == "full" else {"policy": "window", "tokens": context.tokens}
 
 
@@ -56,26 +54,6 @@ def transcript_records(transcript: Transcript) -> list[dict[str, object]]:
     return ([meta] if meta else []) + [item_record(item) for item in transcript.items]
 
 
-def atomic_write_lines(out_path: str | os.PathLike[str], lines: Iterable[str]) -> None:
-    """Write to a temporary file beside `out_path`, then rename it over, so readers never see half a file.
-
-    The temporary file is created with mode 0o666 (less the umask), like a plain `open`, so the result
-    does not end up private the way `tempfile` files are.
-    """
-    out_path = Path(out_path)
-    temp = out_path.with_name(f".{out_path.name}.{secrets.token_hex(4)}.tmp")
-    descriptor = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-    try:
-        with open(descriptor, "w", encoding="utf-8") as handle:
-            handle.writelines(lines)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temp, out_path)
-    except BaseException:
-        temp.unlink(missing_ok=True)
-        raise
-
-
 def write_transcript(transcript: Transcript, out_path: str | os.PathLike[str]) -> None:
     """Validate every line as the reader would, then write the file atomically.
 
@@ -93,4 +71,4 @@ def write_transcript(transcript: Transcript, out_path: str | os.PathLike[str]) -
         validator.finish()
     except LineProblem as problem:
         raise TranscriptError(out_path, None, f"would be invalid: {problem}") from None
-    atomic_write_lines(out_path, (json.dumps(record, ensure_ascii=False) + "\n" for record in records))
+    atomic_write_text(out_path, "".join(json.dumps(record, ensure_ascii=False) + "\n" for record in records))
