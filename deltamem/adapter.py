@@ -69,7 +69,7 @@ def _strip_prefix(key: str) -> str:
     return key
 
 
-def _made_for(tensors: dict[str, Tensor]) -> str:
+def made_for(tensors: dict[str, Tensor]) -> str:
     """Describe the base an adapter's tensors fit: hidden size and layer count, and a known name if any."""
     hidden = next((t.shape[-1] for k, t in tensors.items() if k.endswith("memory_q_proj")), None)
     layers = {int(m.group(1)) for k in tensors if (m := _LAYER_KEY.search(k))}
@@ -92,7 +92,7 @@ def load_weights(model: DeltaMemModel, tensors: dict[str, Tensor], source: str) 
     expected = model.adapter_state_dict()
     missing = [k for k in expected if k not in tensors]
     unexpected = [k for k in tensors if k not in expected]
-    hint = f"the file was made for {_made_for(tensors)}; this base is {_base_description(model)}"
+    hint = f"the file was made for {made_for(tensors)}; this base is {_base_description(model)}"
     if unexpected:
         raise AdapterError(f"{source}: unexpected key {unexpected[0]!r} ({len(unexpected)} in all): {hint}")
     if missing:

@@ -47,7 +47,7 @@ class MemoryOutput:
 
     corrections: dict[str, Tensor]
     state: Tensor
-    beta_mean: Tensor      # [B] mean β over the tokens each row wrote (0 where none)
+    beta_mean: Tensor | None   # [B] mean β over the tokens each row wrote (None: nothing was written)
 
 
 class DeltaMemLayer(nn.Module):
@@ -168,18 +168,22 @@ class DeltaMemLayer(nn.Module):
         return out
 
     # --------------------------------------------------------------------------------------- forward
-    def forward(self, x: Tensor, state: Tensor, written: Tensor, readable: Tensor,
+    def forward(self, x: Tensor, state: Tensor, written: Tensor | None, readable: Tensor,
                 segments: Tensor | None = None) -> MemoryOutput:
         """Run the memory over one chunk.
 
         x: [B, T, d] attention input. state: [B, H, r, r] float32. written / readable: [B, T] bool, the tokens
-        that write into / read from the memory. segments: [B, T] long for SSW (-1 = not written), or None for
-        one write per token.
+        that write into / read from the memory; written is None when no token writes (a read-only forward needs
+        no scan). segments: [B, T] long for SSW (-1 = not written), or None for one write per token.
         """
         batch, n_tok, _ = x.shape
         heads, rank = self.config.num_state_heads, self.config.rank
         q, k, v, beta, lam = self.project(x)
-        if segments is None:
+        if written is None:
+            new_state = state
+            reads = torch.einsum("bhij,bthj->bthi", state, q.to(state.dtype))
+            beta_mean = None
+        elif segments is None:
             keep, erase, write = self.coefficients(beta, lam)
             reads, new_state = scan(*_flat_heads(state.dtype, q, k, v, keep, erase, write),
                                     written.repeat_interleave(heads, dim=0), state.flatten(0, 1))

@@ -52,7 +52,7 @@ class _ForwardContext:
 
     batch: int
     n_tok: int
-    written: Tensor          # [B, T] bool: tokens that write into memory
+    written: Tensor | None   # [B, T] bool: tokens that write into memory (None: no row writes)
     readable: Tensor         # [B, T] bool: tokens whose attention gets corrections
     segments: Tensor | None  # [B, T] long SSW segment ids (-1 = none), or None for token writes
 
@@ -152,7 +152,8 @@ class DeltaMemModel(nn.Module):
         state = self._state_for(index, context.batch, x.device)
         out = layer(x, state, context.written, context.readable, context.segments)
         self._states[index] = out.state
-        self._beta_mean[index] = out.beta_mean.detach()
+        if out.beta_mean is not None:
+            self._beta_mean[index] = out.beta_mean.detach()
         self._pending[index] = out.corrections
 
     def _add_correction(self, index: int, branch: str, module: nn.Module, args: tuple, output: Tensor) -> Tensor | None:
@@ -183,7 +184,7 @@ class DeltaMemModel(nn.Module):
         if count:
             counted = segments >= 0 if segments is not None else written
             self._count_written(counted.sum(1))
-        context = _ForwardContext(batch, n_tok, written, readable, segments)
+        context = _ForwardContext(batch, n_tok, written if any(write_rows) else None, readable, segments)
         if self._mask_captured:
             self._context = context
         return context

@@ -1,15 +1,34 @@
-"""The `deltamem-chat` command line: the TUI chat by default, and sub-commands for replay and tools."""
+"""The `deltamem-chat` command line: the side-by-side chat by default, and sub-commands for replay and tools."""
 
 from __future__ import annotations
 
 import typer
 
 from deltamem_chat import __version__
+from deltamem_chat.commands import importing, models, replay
+from deltamem_chat.commands.options import (
+    AdapterOpt,
+    AttnOpt,
+    BaseOpt,
+    DeviceOpt,
+    DtypeOpt,
+    LanesOpt,
+    MaxTokensOpt,
+    PolicyOpt,
+    SeedOpt,
+    TemperatureOpt,
+    TopKOpt,
+    TopPOpt,
+    alias_context,
+    lanes_mode,
+    load_or_exit,
+    policy_for,
+    settings_from,
+)
 
 app = typer.Typer(
     name="deltamem-chat",
     help="See what δ-mem remembers: a frozen LLM and the same LLM with δ-mem, side by side.",
-    no_args_is_help=False,
     add_completion=False,
     rich_markup_mode="rich",
 )
@@ -24,18 +43,44 @@ def _print_version(value: bool) -> None:
 @app.callback(invoke_without_command=True)
 def chat(
     ctx: typer.Context,
-    adapter: str = typer.Option(
-        "qwen3-4b", "--adapter", "-a", help="Adapter to chat with: an alias (see `models`), a folder or a hub id."
-    ),
-    version: bool = typer.Option(
-        False, "--version", callback=_print_version, is_eager=True, help="Print the version and exit."
-    ),
+    adapter: AdapterOpt = "qwen3-4b",
+    base: BaseOpt = None,
+    context: PolicyOpt = None,
+    lanes: LanesOpt = "batched",
+    device: DeviceOpt = "auto",
+    dtype: DtypeOpt = "auto",
+    attn: AttnOpt = "auto",
+    max_new_tokens: MaxTokensOpt = 512,
+    temperature: TemperatureOpt = 0.0,
+    top_p: TopPOpt = 1.0,
+    top_k: TopKOpt = 0,
+    seed: SeedOpt = 0,
+    version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True,
+                                 help="Print the version and exit."),
 ) -> None:
-    """Open the side-by-side chat (frozen | δ-mem) when no sub-command is given."""
+    """Chat with the frozen model and its δ-mem twin side by side (when no sub-command is given)."""
     if ctx.invoked_subcommand is not None:
         return
-    typer.echo(f"The chat TUI is not built yet (asked for adapter {adapter!r}).", err=True)
-    raise typer.Exit(2)
+    batched = lanes_mode(lanes)
+    policy = policy_for(context, alias_context(adapter))
+    settings = settings_from(max_new_tokens, temperature, top_p, top_k, seed)
+    loaded = load_or_exit(adapter, base, device, dtype, attn)
+    from deltamem_chat.tui import run_chat
+
+    raise typer.Exit(run_chat(loaded, policy, settings, batched))
+
+
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True, "help_option_names": []})
+def bench(ctx: typer.Context) -> None:
+    """Measure δ-mem's cost against the frozen model (options: `deltamem-chat bench --help`)."""
+    from deltamem.bench import main as bench_main
+
+    raise typer.Exit(bench_main(list(ctx.args)))
+
+
+importing.register(app)
+models.register(app)
+replay.register(app)
 
 
 def main() -> None:

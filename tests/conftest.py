@@ -59,3 +59,17 @@ def make_engine(policy: str = "full", batched: bool = True, seed: int = 0, attn:
 @pytest.fixture
 def engine_factory() -> Callable[..., object]:
     return make_engine
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dirs(tmp_path_factory: pytest.TempPathFactory) -> tuple[object, object]:
+    """A tiny base model folder (weights + byte-level ChatML tokenizer) and a random adapter folder for it."""
+    from deltamem import save_adapter
+    from deltamem.runtime.offline_tokenizer import byte_chatml_tokenizer
+
+    root = tmp_path_factory.mktemp("tiny-model")
+    base_dir, adapter_dir = root / "base", root / "adapter"
+    random_backbone("tiny", attn="eager").save_pretrained(base_dir)
+    byte_chatml_tokenizer().save_pretrained(base_dir)
+    save_adapter(make_delta_model(), adapter_dir)
+    return base_dir, adapter_dir

@@ -7,21 +7,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from deltamem import save_adapter
 from deltamem.runtime import LoadError, choose_runtime, load
 from deltamem.runtime import loading as loading_module
-from deltamem.runtime.offline_tokenizer import byte_chatml_tokenizer
-from deltamem.shapes import random_backbone
 
 
 @pytest.fixture
-def local_model(tmp_path: Path, delta_model) -> tuple[Path, Path]:
-    model = delta_model()
-    base_dir, adapter_dir = tmp_path / "base", tmp_path / "adapter"
-    random_backbone("tiny", attn="eager").save_pretrained(base_dir)
-    byte_chatml_tokenizer().save_pretrained(base_dir)
-    save_adapter(model, adapter_dir)
-    return base_dir, adapter_dir
+def local_model(tiny_model_dirs: tuple[Path, Path]) -> tuple[Path, Path]:
+    return tiny_model_dirs
 
 
 def test_local_folders_load_end_to_end(local_model: tuple[Path, Path]) -> None:

@@ -134,19 +134,28 @@ class ABEngine:
     def respond(self, settings: GenerationSettings | None = None, *, lanes: Sequence[str] | None = None,
                 cancel: threading.Event | None = None) -> Iterator[Event]:
         """Generate each lane's reply to its conversation as it stands."""
-        settings = settings or GenerationSettings()
+        yield from self._run(settings or GenerationSettings(), lanes, cancel, generate=True)
+
+    def ingest(self, lanes: Sequence[str] | None = None) -> TurnDone:
+        """Read (and write into memory) the messages no forward has read yet, without generating."""
+        events = list(self._run(GenerationSettings(), lanes, None, generate=False))
+        return events[-1]
+
+    def _run(self, settings: GenerationSettings, lanes: Sequence[str] | None, cancel: threading.Event | None,
+             generate: bool) -> Iterator[Event]:
         names = list(lanes or self.lanes)
         groups = [tuple(names)] if self.batched else [(name,) for name in names]
         done = TurnDone()
         start = time.perf_counter()
         for key in groups:
             group = self._groups.setdefault(key, LaneGroup([self.lanes[n] for n in key]))
-            for event in self._run_group(group, settings, cancel, start):
+            for event in self._run_group(group, settings, cancel, start, generate):
                 if isinstance(event, LaneDone):
                     done.stats[event.lane] = event.stats
                 yield event
         done.written_total = {name: self.lanes[name].written_total for name in names}
-        self.turn_index += 1
+        if generate:
+            self.turn_index += 1
         yield done
 
     # ---------------------------------------------------------------------------------------- prompts
@@ -171,24 +180,26 @@ class ABEngine:
         return [self.policy.select([self._length(m) for m in lane.messages], [m["role"] for m in lane.messages])
                 for lane in lanes]
 
-    def _prompt(self, lane: Lane, indices: list[int]) -> tuple[list[int], int]:
-        """The lane's prompt ids, and where its already-processed part ends (tokens before it were read before)."""
+    def _prompt(self, lane: Lane, indices: list[int], generate: bool) -> tuple[list[int], int]:
+        """The lane's prompt ids, and how many of them were read before (re-read without writing if needed).
+
+        Messages before `lane.read_upto` have been read, so their tokens are never written again; tokens the
+        lane's cache already holds are read too.
+        """
         messages = [lane.messages[i] for i in indices]
-        ids = self._render(messages, True)
-        seen = _shared_prefix(lane.processed, ids)
-        if seen == len(lane.processed):
-            return ids, seen
-        # The cache does not extend to this prompt: messages read in earlier turns are re-read without writing.
+        ids = self._render(messages, generate)
         old = [m for i, m in zip(indices, messages) if i < lane.read_upto]
         boundary = len(self._render(old, False)) if old else 0
+        if _shared_prefix(lane.processed, ids) == len(lane.processed):
+            boundary = max(boundary, len(lane.processed))
         return ids, min(boundary, len(ids))
 
     # ---------------------------------------------------------------------------------------- running
     def _run_group(self, group: LaneGroup, settings: GenerationSettings, cancel: threading.Event | None,
-                   start: float) -> Iterator[Event]:
+                   start: float, generate: bool) -> Iterator[Event]:
         lanes = group.lanes
         windows = self._window(lanes)
-        prompts = [self._prompt(lane, w) for lane, w in zip(lanes, windows)]
+        prompts = [self._prompt(lane, w, generate) for lane, w in zip(lanes, windows)]
         rebuild = group.cache is None or any(
             _shared_prefix(lane.processed, ids) < len(lane.processed) for lane, (ids, _) in zip(lanes, prompts))
         replies = [_Reply(TurnStats(rebuilt=rebuild and any(lane.processed for lane in lanes))) for _ in lanes]
@@ -205,11 +216,12 @@ class ABEngine:
             for lane in lanes:
                 lane.read_upto = len(lane.messages)
             logits = self._feed(group, new_parts, write=True)
-            yield from self._decode(group, logits, settings, cancel, start, replies)
-            self._close_replies(group, windows, replies)
+            if generate:
+                yield from self._decode(group, logits, settings, cancel, start, replies)
+                self._close_replies(group, windows, replies)
         finally:
             # Runs on success, on cancel and when the consumer stops listening: the lanes always end consistent.
-            self._finish(lanes, replies, start, cancelled=cancel is not None and cancel.is_set())
+            self._finish(lanes, replies, start, cancelled=cancel is not None and cancel.is_set(), generated=generate)
         for lane, reply in zip(lanes, replies):
             yield LaneDone(lane.name, reply.text, reply.stats)
 
@@ -228,14 +240,16 @@ class ABEngine:
             parts.append(ids[done:] if _shared_prefix(lane.processed, ids) == done else [])
         self._feed(group, parts, write=True)
 
-    def _finish(self, lanes: Sequence[Lane], replies: list[_Reply], start: float, cancelled: bool) -> None:
-        """Store each lane's reply, memory and counters, whatever ended the turn."""
+    def _finish(self, lanes: Sequence[Lane], replies: list[_Reply], start: float, cancelled: bool,
+                generated: bool) -> None:
+        """Store each lane's reply (if one was generated), memory and counters, whatever ended the turn."""
         states = self.model.get_state()
         counts = self.model.tokens_written or [lane.written_total for lane in lanes]
         for row, (lane, reply) in enumerate(zip(lanes, replies)):
-            reply.text = self.tokenizer.decode(reply.tokens, skip_special_tokens=True)
-            lane.messages.append({"role": "assistant", "content": reply.text})
-            lane.read_upto = len(lane.messages)
+            if generated:
+                reply.text = self.tokenizer.decode(reply.tokens, skip_special_tokens=True)
+                lane.messages.append({"role": "assistant", "content": reply.text})
+                lane.read_upto = len(lane.messages)
             if lane.memory:
                 lane.state = {name: s[row:row + 1].clone() for name, s in states.items()}
             stats = reply.stats

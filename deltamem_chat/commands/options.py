@@ -1,0 +1,77 @@
+"""Options shared by the commands that load a model (chat, replay), and the one way they turn into a model."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from deltamem.runtime import ContextPolicy, GenerationSettings, LoadedModel, LoadError, PolicyError, load
+from deltamem.runtime.loading import ALIASES
+
+AdapterOpt = Annotated[str, typer.Option("--adapter", "-a", help="δ-mem adapter: an alias (see `deltamem-chat "
+                                         "models`), a local folder or a hub id.")]
+BaseOpt = Annotated[str | None, typer.Option("--base", help="Base model: alias, folder or hub id (default: the "
+                                             "adapter alias's base).")]
+DeviceOpt = Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cuda:N.")]
+DtypeOpt = Annotated[str, typer.Option("--dtype", help="auto (bf16 on CUDA, float32 on CPU), bfloat16, float16 "
+                                       "or float32.")]
+AttnOpt = Annotated[str, typer.Option("--attn", help="auto (FlashAttention-2 if installed on CUDA, else SDPA), "
+                                      "eager, sdpa or flash_attention_2.")]
+PolicyOpt = Annotated[str | None, typer.Option("--context", "-c", help="Context policy: `full` (whole history "
+                                               "in both prompts) or `window:N` (recent messages that fit N tokens; "
+                                               "default: the transcript's or alias's suggestion, else window:1024).")]
+LanesOpt = Annotated[str, typer.Option("--lanes", help="batched (both lanes in one forward) or sequential.")]
+MaxTokensOpt = Annotated[int, typer.Option("--max-new-tokens", min=1, help="Longest reply per lane and turn.")]
+TemperatureOpt = Annotated[float, typer.Option("--temperature", min=0.0, help="0 = greedy; above 0 samples.")]
+TopPOpt = Annotated[float, typer.Option("--top-p", min=0.0, max=1.0, help="Nucleus sampling mass (sampling only).")]
+TopKOpt = Annotated[int, typer.Option("--top-k", min=0, help="Keep the k likeliest tokens (0 = all; sampling only).")]
+SeedOpt = Annotated[int, typer.Option("--seed", help="Sampling seed (same seed, same text).")]
+
+DEFAULT_CONTEXT = "window:1024"
+
+err = Console(stderr=True)
+
+
+def fail(message: str, code: int = 2) -> typer.Exit:
+    """Print one sentence to stderr and return the exit to raise."""
+    err.print(f"[bold red]error:[/] {message}", highlight=False)
+    return typer.Exit(code)
+
+
+def policy_for(text: str | None, *fallbacks: str | None) -> ContextPolicy:
+    """The first policy given among the option and its fallbacks, else the default window."""
+    for candidate in (text, *fallbacks, DEFAULT_CONTEXT):
+        if candidate:
+            try:
+                return ContextPolicy.parse(candidate)
+            except PolicyError as exc:
+                raise fail(str(exc)) from None
+    raise AssertionError("unreachable: DEFAULT_CONTEXT is set")
+
+
+def lanes_mode(text: str) -> bool:
+    """True for batched lanes."""
+    if text not in ("batched", "sequential"):
+        raise fail(f"--lanes {text!r}: use batched or sequential")
+    return text == "batched"
+
+
+def settings_from(max_new_tokens: int, temperature: float, top_p: float, top_k: int, seed: int) -> GenerationSettings:
+    return GenerationSettings(max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, top_k=top_k,
+                              seed=seed)
+
+
+def load_or_exit(adapter: str, base: str | None, device: str, dtype: str, attn: str) -> LoadedModel:
+    """Load the model, or print why not and exit non-zero."""
+    try:
+        with err.status(f"loading {adapter} …"):
+            return load(adapter, base, device=device, dtype=dtype, attn=attn)
+    except LoadError as exc:
+        raise fail(str(exc)) from None
+
+
+def alias_context(adapter: str) -> str | None:
+    alias = ALIASES.get(adapter)
+    return alias.context if alias else None

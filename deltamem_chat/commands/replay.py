@@ -1,0 +1,98 @@
+"""`deltamem-chat replay FILE`: feed a saved transcript to the lanes turn by turn and score its recall probes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from deltamem.runtime import ABEngine, ContextPolicy, GenerationSettings, LoadedModel, SessionIdentity
+from deltamem_chat.commands.options import (
+    AdapterOpt,
+    AttnOpt,
+    BaseOpt,
+    DeviceOpt,
+    DtypeOpt,
+    LanesOpt,
+    MaxTokensOpt,
+    PolicyOpt,
+    SeedOpt,
+    TemperatureOpt,
+    TopKOpt,
+    TopPOpt,
+    alias_context,
+    fail,
+    lanes_mode,
+    load_or_exit,
+    policy_for,
+    settings_from,
+)
+from deltamem_chat.replay import ReplayRunner, run_headless
+from deltamem_chat.transcripts import Transcript, TranscriptError, load_transcript
+
+
+def replay_config(transcript: Transcript, loaded: LoadedModel, policy: ContextPolicy, settings: GenerationSettings,
+                  *, batched: bool, regenerate: bool, ab: bool) -> dict:
+    """The `config` block of a replay report."""
+    return {
+        "transcript": str(transcript.path), "title": transcript.meta.title,
+        "base": loaded.base, "adapter": loaded.adapter, "context_policy": str(policy),
+        "device": loaded.choice.device, "dtype": str(loaded.choice.dtype).removeprefix("torch."),
+        "attn": loaded.choice.attn, "lanes": ["frozen", "delta"] if ab else ["delta"],
+        "lanes_mode": "batched" if batched else "sequential",
+        "assistant_turns": "regenerated" if regenerate else "teacher-forced",
+        "seed": settings.seed, "max_new_tokens": settings.max_new_tokens, "temperature": settings.temperature,
+        "top_p": settings.top_p, "top_k": settings.top_k, "write_horizon": 8192,
+    }
+
+
+def register(app: typer.Typer) -> None:
+    """Add the `replay` command."""
+
+    @app.command()
+    def replay(
+        file: Annotated[Path, typer.Argument(help="Transcript (.jsonl) to replay; see docs/transcripts.md.")],
+        ab: Annotated[bool, typer.Option("--ab/--delta-only", help="Run the frozen lane beside the δ-mem lane "
+                                         "(without --ab only the δ-mem lane runs).")] = False,
+        headless: Annotated[bool, typer.Option("--headless", help="No screen: progress bar, table, reports.")] = False,
+        report: Annotated[Path | None, typer.Option("--report", help="Write the JSON report here.")] = None,
+        markdown: Annotated[Path | None, typer.Option("--markdown", help="Write a Markdown report here.")] = None,
+        regenerate: Annotated[bool, typer.Option("--regenerate/--teacher-forced", help="Let each lane write its "
+                                                 "own assistant turns instead of feeding the recorded ones.")] = False,
+        adapter: AdapterOpt = "qwen3-4b",
+        base: BaseOpt = None,
+        context: PolicyOpt = None,
+        lanes: LanesOpt = "batched",
+        device: DeviceOpt = "auto",
+        dtype: DtypeOpt = "auto",
+        attn: AttnOpt = "auto",
+        max_new_tokens: MaxTokensOpt = 64,
+        temperature: TemperatureOpt = 0.0,
+        top_p: TopPOpt = 1.0,
+        top_k: TopKOpt = 0,
+        seed: SeedOpt = 0,
+    ) -> None:
+        """Replay a transcript turn by turn through the frozen and δ-mem lanes and score its recall probes."""
+        try:
+            transcript = load_transcript(file)
+        except TranscriptError as exc:
+            raise fail(str(exc)) from None
+        batched = lanes_mode(lanes)
+        suggested = str(transcript.meta.context) if transcript.meta.context else None
+        policy = policy_for(context, suggested, alias_context(adapter))
+        settings = settings_from(max_new_tokens, temperature, top_p, top_k, seed)
+        loaded = load_or_exit(adapter, base, device, dtype, attn)
+        engine = ABEngine(loaded.model, loaded.tokenizer, policy=policy, batched=batched)
+        runner = ReplayRunner(engine, transcript, settings=settings, regenerate=regenerate,
+                              lanes=["frozen", "delta"] if ab else ["delta"])
+        config = replay_config(transcript, loaded, policy, settings, batched=batched, regenerate=regenerate, ab=ab)
+        if headless:
+            _, completed = run_headless(runner, config, report_path=report, markdown_path=markdown,
+                                        console=Console(stderr=True))
+            raise typer.Exit(0 if completed else 130)
+        from deltamem_chat.tui import run_replay
+
+        raise typer.Exit(run_replay(runner, config, identity=SessionIdentity(loaded.base, loaded.adapter),
+                                    report_path=report, markdown_path=markdown))

@@ -1,0 +1,124 @@
+"""The replay report: one JSON document (config, turns, probes, summary), and its Markdown and Rich views."""
+
+from __future__ import annotations
+
+import json
+import platform
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from rich.table import Table
+
+from deltamem import __version__
+from deltamem.files import atomic_write_text
+from deltamem_chat.replay.runner import ReplayRunner
+
+TIMING_FIELDS = ("ttft_s", "tokens_per_s")
+
+
+def versions() -> dict[str, str]:
+    """Versions that change numbers: ours, torch, transformers, Python."""
+    import torch
+    import transformers
+
+    return {"deltamem": __version__, "torch": torch.__version__, "transformers": transformers.__version__,
+            "python": platform.python_version()}
+
+
+def build_report(runner: ReplayRunner, config: dict[str, Any], *, partial: bool) -> dict[str, Any]:
+    """Everything a reader needs to judge the replay, as plain JSON data."""
+    summary = runner.summary()
+    turns = [{
+        "index": r.index, "kind": r.kind, "role": r.role, "text": r.text, "differs": r.differs,
+        "lanes": {name: asdict(step) for name, step in r.lanes.items()},
+    } for r in runner.records]
+    probes = []
+    for record in runner.records:
+        outcome = record.outcome
+        if outcome is None:
+            continue
+        probe = runner.transcript.items[record.index]
+        probes.append({
+            "index": outcome.probe_index, "item": record.index, "question": outcome.question,
+            "expected": outcome.expected, "aliases": list(getattr(probe, "aliases", ())),
+            "depends_on": getattr(probe, "depends_on", None), "differs": outcome.disagrees,
+            "answers": {lane: {"answer": outcome.answers[lane], "hit": score.hit, "f1": round(score.f1, 4)}
+                        for lane, score in outcome.scores.items()},
+        })
+    lanes = {name: {"recall": round(s.recall, 4), "mean_f1": round(s.mean_f1, 4), "probes": s.probes,
+                    "hits": s.hits, "written_tokens": runner.engine.lanes[name].written_total}
+             for name, s in summary.lanes.items()}
+    return {
+        "partial": partial,
+        "config": {**config, "versions": versions()},
+        "turns": turns,
+        "probes": probes,
+        "summary": {
+            "lanes": lanes,
+            "disagreements": [o.probe_index for o in summary.disagreements],
+            "items_replayed": runner.position,
+            "items_total": len(runner.transcript.items),
+            "budget": runner.budget(),
+        },
+    }
+
+
+def without_timings(report: dict[str, Any]) -> dict[str, Any]:
+    """The report with wall-clock fields removed, for comparing runs."""
+    copy = json.loads(json.dumps(report))
+    for turn in copy["turns"]:
+        for lane in turn["lanes"].values():
+            for key in TIMING_FIELDS:
+                lane.pop(key, None)
+    copy["config"].pop("versions", None)
+    return copy
+
+
+def write_json(report: dict[str, Any], path: Path) -> Path:
+    return atomic_write_text(path, json.dumps(report, indent=1, ensure_ascii=False) + "\n")
+
+
+def to_markdown(report: dict[str, Any]) -> str:
+    """A short human report: summary per lane, then the probes with the disagreements first."""
+    config, summary = report["config"], report["summary"]
+    lines = [f"# Replay: {config.get('title') or config.get('transcript')}", ""]
+    if report["partial"]:
+        lines += [f"**Partial report**: stopped after {summary['items_replayed']} of {summary['items_total']} items.",
+                  ""]
+    lines += [f"- base: `{config.get('base')}`, adapter: `{config.get('adapter')}`",
+              f"- context: `{config.get('context_policy')}`, lanes: {config.get('lanes_mode')}, "
+              f"assistant turns: {config.get('assistant_turns')}, dtype: {config.get('dtype')}, "
+              f"seed: {config.get('seed')}",
+              f"- memory written: {summary['budget']['written']:,} / {summary['budget']['horizon']:,} tokens "
+              f"({summary['budget']['status']})", "",
+              "| lane | recall | mean F1 | probes | written tokens |", "|---|---|---|---|---|"]
+    for name, lane in summary["lanes"].items():
+        lines.append(f"| {name} | {lane['recall']:.3f} | {lane['mean_f1']:.3f} | {lane['probes']} | "
+                     f"{lane['written_tokens']:,} |")
+    lines += ["", "## Probes (lanes that disagree first)", ""]
+    ordered = sorted(report["probes"], key=lambda p: (not p["differs"], p["index"]))
+    for probe in ordered:
+        mark = " ⚑ lanes differ" if probe["differs"] else ""
+        lines += [f"### {probe['index'] + 1}. {probe['question']}{mark}", "", f"Expected: **{probe['expected']}**", ""]
+        for lane, answer in probe["answers"].items():
+            verdict = "hit" if answer["hit"] else "miss"
+            lines.append(f"- {lane}: {verdict}, F1 {answer['f1']:.2f}: {_one_line(answer['answer'])}")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def summary_table(report: dict[str, Any]) -> Table:
+    """The end-of-replay table for the terminal."""
+    table = Table(title="Recall probes" + (" (partial)" if report["partial"] else ""))
+    for column in ("lane", "recall", "mean F1", "probes", "written tokens"):
+        table.add_column(column, justify="left" if column == "lane" else "right")
+    for name, lane in report["summary"]["lanes"].items():
+        table.add_row(name, f"{lane['recall']:.3f}", f"{lane['mean_f1']:.3f}", str(lane["probes"]),
+                      f"{lane['written_tokens']:,}")
+    return table
+
+
+def _one_line(text: str, limit: int = 160) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"

@@ -1,0 +1,146 @@
+"""Headless A/B replay through the CLI on a tiny offline model: reports, lane modes, partial runs, bad input."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from deltamem_chat.cli import app
+from deltamem_chat.replay import ReplayRunner, without_timings
+from tests.conftest import make_engine
+
+ROOT = Path(__file__).resolve().parent.parent
+SHIPPED = ROOT / "transcripts" / "fact_update.jsonl"
+SMALL = Path(__file__).parent / "fixtures" / "replay_small.jsonl"
+
+
+def _replay(tiny_model_dirs, tmp_path: Path, *extra: str, file: Path = SMALL, name: str = "report"):
+    base, adapter = tiny_model_dirs
+    report, markdown = tmp_path / f"{name}.json", tmp_path / f"{name}.md"
+    result = CliRunner().invoke(app, ["replay", str(file), "--headless", "--adapter", str(adapter), "--base",
+                                      str(base), "--device", "cpu", "--max-new-tokens", "6", "--report", str(report),
+                                      "--markdown", str(markdown), *extra])
+    return result, report, markdown
+
+
+def test_headless_ab_replay_writes_the_full_report(tiny_model_dirs, tmp_path: Path) -> None:
+    result, report_path, markdown = _replay(tiny_model_dirs, tmp_path, "--ab", file=SHIPPED)
+    assert result.exit_code == 0, result.output
+    report = json.loads(report_path.read_text())
+    assert report["partial"] is False
+    config = report["config"]
+    for key in ("base", "adapter", "context_policy", "dtype", "seed", "versions", "lanes_mode"):
+        assert key in config
+    assert config["context_policy"] == "window:1024", "the transcript's suggested context applies"
+    assert {"torch", "transformers", "deltamem"} <= set(config["versions"])
+    items = sum(1 for line in SHIPPED.read_text().splitlines() if line.strip()) - 1
+    assert len(report["turns"]) == items
+    probe_turn = next(t for t in report["turns"] if t["kind"] == "probe")
+    for lane in ("frozen", "delta"):
+        for key in ("text", "tokens", "written", "ttft_s", "tokens_per_s"):
+            assert key in probe_turn["lanes"][lane]
+    assert report["probes"] and all({"question", "expected", "answers"} <= set(p) for p in report["probes"])
+    assert all(set(p["answers"]) == {"frozen", "delta"} for p in report["probes"])
+    assert all({"answer", "hit", "f1"} <= set(a) for p in report["probes"] for a in p["answers"].values())
+    summary = report["summary"]
+    assert set(summary["lanes"]) == {"frozen", "delta"}
+    assert summary["lanes"]["frozen"]["written_tokens"] == 0
+    assert summary["lanes"]["delta"]["written_tokens"] == summary["budget"]["written"] > 0
+    assert "recall" in summary["lanes"]["delta"] and "mean_f1" in summary["lanes"]["delta"]
+    text = markdown.read_text()
+    assert "| delta |" in text and "Expected:" in text
+
+
+def test_batched_and_sequential_replays_agree_apart_from_timings(tiny_model_dirs, tmp_path: Path) -> None:
+    first, batched, _ = _replay(tiny_model_dirs, tmp_path, "--ab", "--lanes", "batched", name="b")
+    second, sequential, _ = _replay(tiny_model_dirs, tmp_path, "--ab", "--lanes", "sequential", name="s")
+    assert first.exit_code == second.exit_code == 0
+    a, b = (without_timings(json.loads(p.read_text())) for p in (batched, sequential))
+    assert a["config"].pop("lanes_mode") == "batched" and b["config"].pop("lanes_mode") == "sequential"
+    assert a == b
+
+
+def test_without_ab_only_the_delta_lane_runs(tiny_model_dirs, tmp_path: Path) -> None:
+    result, report_path, _ = _replay(tiny_model_dirs, tmp_path)
+    assert result.exit_code == 0, result.output
+    report = json.loads(report_path.read_text())
+    assert set(report["summary"]["lanes"]) == {"delta"}
+
+
+def test_ctrl_c_leaves_a_partial_report_that_says_so(tiny_model_dirs, tmp_path: Path, monkeypatch) -> None:
+    original = ReplayRunner.step
+
+    def interrupted(self, cancel=None):
+        if self.position == 4:
+            raise KeyboardInterrupt
+        yield from original(self, cancel)
+
+    monkeypatch.setattr(ReplayRunner, "step", interrupted)
+    result, report_path, markdown = _replay(tiny_model_dirs, tmp_path, "--ab")
+    assert result.exit_code == 130
+    report = json.loads(report_path.read_text())
+    assert report["partial"] is True and report["summary"]["items_replayed"] == 4
+    assert "Partial report" in markdown.read_text()
+
+
+def test_a_broken_transcript_fails_before_any_model_loads(tmp_path: Path) -> None:
+    broken = tmp_path / "broken.jsonl"
+    broken.write_text('{"role": "user", "content": "hi"}\n{"role": "robot", "content": "beep"}\n')
+    result = CliRunner().invoke(app, ["replay", str(broken), "--headless", "--adapter", "/nowhere"])
+    assert result.exit_code != 0
+    assert "broken.jsonl:2:" in result.output and "Traceback" not in result.output
+
+
+def test_probes_are_rolled_back_and_teacher_forcing_feeds_every_message() -> None:
+    from deltamem_chat.transcripts import load_transcript
+
+    transcript = load_transcript(SMALL)
+    engine = make_engine(policy="window:120")
+    runner = ReplayRunner(engine, transcript)
+    for _ in runner.run_to(len(transcript.items)):
+        pass
+    delta = engine.lanes["delta"]
+    assert len(delta.messages) == len(transcript.messages)
+    assert [m["content"] for m in delta.messages] == [m.content for m in transcript.messages]
+    assert delta.written_total == len(engine._render(delta.messages, False))
+    assert runner.summary().lanes["delta"].probes == len(transcript.probes)
+
+
+@pytest.mark.parametrize("args", [["--help"], ["replay", "--help"], ["import", "--help"], ["models", "--help"],
+                                  ["inspect", "--help"], ["download", "--help"]])
+def test_every_command_has_help(args: list[str]) -> None:
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0 and "Usage" in result.output
+
+
+def test_inspect_shows_config_shapes_and_the_base_it_fits() -> None:
+    adapter = Path(__file__).parent / "fixtures" / "parity" / "msw_4heads" / "adapter"
+    result = CliRunner().invoke(app, ["inspect", str(adapter)], terminal_width=200)
+    assert result.exit_code == 0, result.output
+    assert "num_state_heads" in result.output and "[32, 64]" in result.output
+    assert "fits: hidden size 64, 2 layers" in result.output
+
+
+def test_inspect_of_a_broken_adapter_is_one_sentence(tmp_path: Path) -> None:
+    result = CliRunner().invoke(app, ["inspect", str(tmp_path)])
+    assert result.exit_code == 2 and "no δ-mem config file here" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_models_lists_the_aliases(monkeypatch, tmp_path: Path) -> None:
+    import huggingface_hub.constants
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path))
+    result = CliRunner().invoke(app, ["models"], terminal_width=200)
+    assert result.exit_code == 0
+    for alias in ("qwen3-4b", "qwen3-8b", "smollm3-3b"):
+        assert alias in result.output
+    assert "declare-lab/delta-mem_qwen3_4b-instruct" in result.output
+
+
+def test_download_of_an_unknown_alias_is_refused() -> None:
+    result = CliRunner().invoke(app, ["download", "gpt-9"])
+    assert result.exit_code == 2 and "unknown alias 'gpt-9'" in result.output
