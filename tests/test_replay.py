@@ -134,7 +134,8 @@ def test_models_lists_the_aliases(monkeypatch, tmp_path: Path) -> None:
     import huggingface_hub.constants
 
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path))
-    result = CliRunner().invoke(app, ["models"], terminal_width=200)
+    monkeypatch.setenv("COLUMNS", "220")
+    result = CliRunner().invoke(app, ["models"])
     assert result.exit_code == 0
     for alias in ("qwen3-4b", "qwen3-8b", "smollm3-3b"):
         assert alias in result.output
