@@ -186,3 +186,21 @@ def test_loading_a_session_of_another_model_says_so(tmp_path: Path) -> None:
     (tmp_path / "session.json").write_text("{broken")
     with pytest.raises(SessionError, match="session.json: not valid JSON"):
         load_session(make_engine(), tmp_path, SessionIdentity(base="tiny", adapter="a"))
+
+
+def test_the_ab_check_runs_one_turn_per_lane_mode(capsys) -> None:
+    from deltamem.runtime.ab_check import main
+
+    assert main(["--shape", "tiny", "--device", "cpu", "--prompt-tokens", "64", "--new-tokens", "3"]) == 0
+    out = capsys.readouterr().out
+    for mode in ("batched", "sequential"):
+        for lane in ("frozen", "delta"):
+            assert f"{mode:>10} {lane:>6}: ttft" in out
+        assert f"{mode:>10} turn:" in out and "peak memory" in out
+    assert "3 tokens, 0 written" in out
+
+
+def test_fixed_length_decoding_ignores_eos() -> None:
+    engine = make_engine()
+    events = list(engine.turn(USER_TURNS[0], GenerationSettings(max_new_tokens=25, stop_at_eos=False)))
+    assert all(e.stats.tokens == 25 for e in events if isinstance(e, LaneDone))

@@ -35,6 +35,7 @@ class GenerationSettings:
     top_p: float = 1.0
     top_k: int = 0
     seed: int = 0
+    stop_at_eos: bool = True         # False decodes exactly max_new_tokens (benchmarks)
 
 
 @dataclass
@@ -330,7 +331,7 @@ class ABEngine:
             for row, (token, reply) in enumerate(zip(tokens, replies)):
                 if reply.finished:
                     continue
-                if token in self._eos:
+                if settings.stop_at_eos and token in self._eos:
                     reply.finished = True
                     continue
                 reply.tokens.append(token)

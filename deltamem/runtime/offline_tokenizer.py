@@ -20,12 +20,18 @@ CHATML_TEMPLATE = (
 )
 
 
-def byte_chatml_tokenizer() -> PreTrainedTokenizerFast:
-    """256 byte tokens plus the three ChatML specials (ids 256-258); `<|im_end|>` is the end-of-turn token."""
+def byte_chatml_tokenizer(vocab_size: int | None = None) -> PreTrainedTokenizerFast:
+    """256 byte tokens plus the three ChatML specials (ids 256-258); `<|im_end|>` is the end-of-turn token.
+
+    `vocab_size` pads the vocabulary with filler tokens (`[259]`, `[260]`, …) so that a random model with a real
+    model's vocabulary can sample any id and still be decoded; text never encodes to them.
+    """
     alphabet = pre_tokenizers.ByteLevel.alphabet()
     vocab = {symbol: index for index, symbol in enumerate(sorted(alphabet))}
     for token in SPECIAL_TOKENS:
         vocab[token] = len(vocab)
+    for index in range(len(vocab), vocab_size or 0):
+        vocab[f"[{index}]"] = index
     core = Tokenizer(models.BPE(vocab=vocab, merges=[]))
     core.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
     core.decoder = decoders.ByteLevel()
