@@ -14,6 +14,8 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from deltamem.files import atomic_write_text, read_json
+
 CONFIG_FILENAME = "delta_mem_config.json"
 
 STATE_UPDATE_MODES = ("standard", "lambda_outside", "no_lambda")
@@ -240,18 +242,11 @@ class DeltaMemConfig:
         path = Path(path)
         if path.is_dir():
             path = path / CONFIG_FILENAME
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise ConfigError(f"{path}: no δ-mem config file here") from None
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise ConfigError(f"{path}: not valid JSON ({exc})") from None
+        data = read_json(path, ConfigError, "no δ-mem config file here")
         return cls.from_dict(data, source=str(path), warn=warn)
 
     def save(self, folder: str | Path) -> Path:
         """Write `delta_mem_config.json` into `folder`, atomically."""
-        from deltamem.files import atomic_write_text
-
         path = Path(folder) / CONFIG_FILENAME
         atomic_write_text(path, json.dumps(self.to_dict(), indent=2) + "\n")
         return path

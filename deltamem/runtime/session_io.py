@@ -15,7 +15,7 @@ from typing import Any
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from deltamem.files import atomic_write, atomic_write_text
+from deltamem.files import atomic_write, atomic_write_text, read_json
 from deltamem.runtime.context import ContextPolicy
 from deltamem.runtime.engine import ABEngine
 
@@ -76,12 +76,7 @@ def load_session(engine: ABEngine, folder: str | Path, identity: SessionIdentity
     """Replace the engine's lanes with a saved session; returns the session's `extra` data."""
     folder = Path(folder)
     path = folder / SESSION_JSON
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise SessionError(f"{path}: no saved session here") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise SessionError(f"{path}: not valid JSON ({exc})") from None
+    data = read_json(path, SessionError, "no saved session here")
     if not isinstance(data, dict) or data.get("format") != "deltamem-chat session":
         raise SessionError(f"{path}: not a deltamem-chat session file")
     if data.get("version") != FORMAT_VERSION:
