@@ -1,0 +1,19 @@
+"""The terminal chat: `run_chat` builds the engine and the app; the widgets are reusable by other screens."""
+
+from __future__ import annotations
+
+from deltamem.runtime import ABEngine, ContextPolicy, GenerationSettings, LoadedModel, SessionIdentity
+from deltamem_chat.tui.app import DeltaMemChatApp
+from deltamem_chat.tui.widgets import BudgetMeter, LanePane
+
+__all__ = ["BudgetMeter", "DeltaMemChatApp", "LanePane", "run_chat"]
+
+
+def run_chat(loaded: LoadedModel, policy: ContextPolicy, settings: GenerationSettings, batched: bool = True) -> int:
+    """Open the side-by-side chat on a loaded model; returns the process exit code."""
+    engine = ABEngine(loaded.model, loaded.tokenizer, policy=policy, batched=batched)
+    info = {"models": f"{loaded.base} + {loaded.adapter}", "device": loaded.choice.describe(), "policy": str(policy)}
+    app = DeltaMemChatApp(engine, title_info=info, identity=SessionIdentity(loaded.base, loaded.adapter),
+                          settings=settings)
+    app.run()
+    return app.return_code or 0

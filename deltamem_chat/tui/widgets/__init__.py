@@ -1,0 +1,8 @@
+"""The chat's widgets; `LanePane` and `BudgetMeter` are meant for reuse (the replay screen)."""
+
+from deltamem_chat.tui.widgets.budget_meter import BudgetMeter
+from deltamem_chat.tui.widgets.chat_input import ChatInput
+from deltamem_chat.tui.widgets.lane_pane import LanePane, Reply
+from deltamem_chat.tui.widgets.status_bar import StatusBar
+
+__all__ = ["BudgetMeter", "ChatInput", "LanePane", "Reply", "StatusBar"]

@@ -1,0 +1,115 @@
+"""One lane's conversation: a scrollable column of user messages and replies, streamed into as tokens arrive.
+
+Reusable outside the chat (the replay screen drives it the same way): `add_user`, `start_reply`, `append`,
+`finish_reply`, `mark`. Model text is shown as plain text, never parsed as markup, so a reply is exactly what the
+model said.
+"""
+
+from __future__ import annotations
+
+from textual.containers import VerticalScroll
+from textual.content import Content
+from textual.widgets import Static
+
+from deltamem.runtime import TurnStats
+
+
+class Reply(Static):
+    """An assistant reply; its text grows while it streams."""
+
+    def __init__(self, text: str = "") -> None:
+        super().__init__(Content(text), classes="reply")
+        self.text = text
+
+    def set_text(self, text: str) -> None:
+        self.text = text
+        self.update(Content(text))
+
+    def append(self, text: str) -> None:
+        self.set_text(self.text + text)
+
+
+class LanePane(VerticalScroll):
+    """A lane's side of the conversation, titled with the lane's name; follows the stream while at the bottom."""
+
+    def __init__(self, lane: str, title: str, *, id: str | None = None) -> None:
+        super().__init__(id=id, classes="lane-pane")
+        self.lane = lane
+        self.border_title = title
+        self._reply: Reply | None = None
+        self._last: Reply | None = None
+
+    def on_mount(self) -> None:
+        # Anchored: stays at the bottom as text arrives, until the reader scrolls up (and again once back down).
+        self.anchor()
+
+    @property
+    def streaming(self) -> bool:
+        """Whether a reply is open for `append`."""
+        return self._reply is not None
+
+    @property
+    def last_reply(self) -> str:
+        """The text of the latest reply ('' when there is none)."""
+        return self._last.text if self._last else ""
+
+    def add_user(self, text: str) -> None:
+        self.mount(Static(Content(text), classes="user"))
+
+    def add_assistant(self, text: str) -> None:
+        """A finished reply without stats (a loaded session, a recorded transcript)."""
+        self._last = Reply(text)
+        self.mount(self._last)
+
+    def add_note(self, text: str) -> None:
+        """A line about the conversation rather than in it (memory reset, lane paused)."""
+        self.mount(Static(Content(text), classes="note"))
+
+    def start_reply(self) -> None:
+        self._reply = self._last = Reply()
+        self.mount(self._reply)
+
+    def append(self, text: str) -> None:
+        if self._reply is not None and text:
+            self._reply.append(text)
+
+    def finish_reply(self, stats: TurnStats | None, verdict: str | None = None, *, text: str | None = None) -> None:
+        """Close the open reply with its stats line; a cancelled reply keeps its text and is marked so.
+
+        `text` is the reply's final text when known: it may end with a partial character the stream held back.
+        """
+        if self._reply is None:
+            return
+        reply, self._reply = self._reply, None
+        if text is not None and text != reply.text:
+            reply.set_text(text)
+        parts = []
+        if stats is not None:
+            parts.append(f"{stats.tokens} tokens")
+            if stats.written:
+                parts.append(f"{stats.written} written")
+            if stats.rebuilt:
+                parts.append("cache rebuilt")
+            if stats.cancelled:
+                parts.append("cancelled")
+                reply.add_class("-cancelled")
+        if not reply.text:
+            parts.insert(0, "(empty reply)")
+        if verdict:
+            parts.append(verdict)
+        if parts:
+            self.mount(Static(Content(" · ".join(parts)), classes="meta"))
+
+    def mark(self, style: str) -> None:
+        """Style the latest reply: the stylesheet colours `cancelled`, `failed`, `good` and `bad`."""
+        if self._last is not None:
+            self._last.add_class(f"-{style}")
+
+    def clear(self) -> None:
+        self._reply = self._last = None
+        self.remove_children()
+
+    def set_paused(self, paused: bool) -> None:
+        """Show that this lane sits out the coming turns."""
+        self.set_class(paused, "-paused")
+        self.border_subtitle = "paused · ctrl+f resumes" if paused else ""
