@@ -145,3 +145,29 @@ def test_models_lists_the_aliases(monkeypatch, tmp_path: Path) -> None:
 def test_download_of_an_unknown_alias_is_refused() -> None:
     result = CliRunner().invoke(app, ["download", "gpt-9"])
     assert result.exit_code == 2 and "unknown alias 'gpt-9'" in result.output
+
+
+def test_version_and_a_chat_that_cannot_load_say_so_in_one_line() -> None:
+    result = CliRunner().invoke(app, ["--version"])
+    assert result.exit_code == 0 and result.output.startswith("deltamem-chat ")
+    result = CliRunner().invoke(app, ["--adapter", "qwen3-8b", "--device", "cpu"])
+    assert result.exit_code == 2 and "no released adapter" in result.output and "Traceback" not in result.output
+    result = CliRunner().invoke(app, ["--adapter", "qwen3-4b", "--context", "sideways"])
+    assert result.exit_code == 2 and "window:N" in result.output
+
+
+def test_chat_command_opens_the_tui_on_the_loaded_model(tiny_model_dirs, monkeypatch) -> None:
+    import deltamem_chat.tui as tui
+
+    seen = {}
+
+    def fake_run_chat(loaded, policy, settings, batched):
+        seen.update(base=loaded.base, policy=str(policy), batched=batched, tokens=settings.max_new_tokens)
+        return 0
+
+    monkeypatch.setattr(tui, "run_chat", fake_run_chat)
+    base, adapter = tiny_model_dirs
+    result = CliRunner().invoke(app, ["--adapter", str(adapter), "--base", str(base), "--device", "cpu",
+                                      "--context", "window:300", "--lanes", "sequential", "--max-new-tokens", "9"])
+    assert result.exit_code == 0, result.output
+    assert seen == {"base": str(base), "policy": "window:300", "batched": False, "tokens": 9}
