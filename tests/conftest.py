@@ -46,12 +46,13 @@ def ascii_only(backbone: torch.nn.Module) -> torch.nn.Module:
     return backbone
 
 
-def make_engine(policy: str = "full", batched: bool = True, seed: int = 0, attn: str = "sdpa", **kwargs: object):
+def make_engine(policy: str = "full", batched: bool = True, seed: int = 0, attn: str = "sdpa",
+                dtype: torch.dtype = torch.float32, **kwargs: object):
     """A tiny offline A/B engine: random δ-mem model, byte-level ChatML tokenizer, printable replies."""
     from deltamem.runtime import ABEngine, ContextPolicy
     from deltamem.runtime.offline_tokenizer import byte_chatml_tokenizer
 
-    model = make_delta_model(attn=attn, seed=seed)
+    model = make_delta_model(attn=attn, seed=seed, dtype=dtype)
     ascii_only(model.backbone)
     return ABEngine(model, byte_chatml_tokenizer(), policy=ContextPolicy.parse(policy), batched=batched, **kwargs)
 

@@ -204,3 +204,25 @@ def test_fixed_length_decoding_ignores_eos() -> None:
     engine = make_engine()
     events = list(engine.turn(USER_TURNS[0], GenerationSettings(max_new_tokens=25, stop_at_eos=False)))
     assert all(e.stats.tokens == 25 for e in events if isinstance(e, LaneDone))
+
+
+def test_lanes_moving_between_groups_never_use_a_stale_cache() -> None:
+    """Frozen lane off for a turn, then on again: the batched cache no longer matches and must be rebuilt.
+
+    A stale cache would show in the frozen lane, which must still be the backbone generating from its prompt.
+    """
+    engine = make_engine()
+    _converse(engine, USER_TURNS[:1])
+    list(engine.turn(USER_TURNS[1], GREEDY, lanes=["delta"]))
+    engine.add_message("user", USER_TURNS[1], lanes=["frozen"])
+    engine.add_message("assistant", "Noted.", lanes=["frozen"])
+    engine.add_message("user", USER_TURNS[2])
+    prompt = engine._render(engine.lanes["frozen"].messages, True)
+    replies = {e.lane: e for e in engine.respond(GREEDY) if isinstance(e, LaneDone)}
+    assert replies["frozen"].stats.rebuilt
+    with torch.no_grad(), engine.model.rows(memory=[False]):
+        out = engine.model.generate(torch.tensor([prompt]), max_new_tokens=10, do_sample=False,
+                                    eos_token_id=engine.tokenizer.eos_token_id,
+                                    pad_token_id=engine.tokenizer.pad_token_id)
+    assert replies["frozen"].text == engine.tokenizer.decode(out[0, len(prompt):], skip_special_tokens=True)
+    assert engine.lanes["delta"].written_total == _rendered_length(engine, "delta")

@@ -149,7 +149,7 @@ class ABEngine:
         done = TurnDone()
         start = time.perf_counter()
         for key in groups:
-            group = self._groups.setdefault(key, LaneGroup([self.lanes[n] for n in key]))
+            group = self._group(key)
             for event in self._run_group(group, settings, cancel, start, generate):
                 if isinstance(event, LaneDone):
                     done.stats[event.lane] = event.stats
@@ -158,6 +158,13 @@ class ABEngine:
         if generate:
             self.turn_index += 1
         yield done
+
+    def _group(self, key: tuple[str, ...]) -> LaneGroup:
+        """The group for these lanes; any other group holding one of them loses its cache, which is now stale."""
+        for other_key, other in self._groups.items():
+            if other_key != key and set(other_key) & set(key):
+                other.drop_cache()
+        return self._groups.setdefault(key, LaneGroup([self.lanes[n] for n in key]))
 
     # ---------------------------------------------------------------------------------------- prompts
     def _render(self, messages: list[dict[str, str]], generation_prompt: bool) -> list[int]:
