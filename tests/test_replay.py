@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from deltamem.runtime import GenerationSettings
 from deltamem_chat.cli import app
 from deltamem_chat.replay import ReplayRunner, without_timings
 from tests.conftest import make_engine
@@ -99,7 +100,7 @@ def test_probes_are_rolled_back_and_teacher_forcing_feeds_every_message() -> Non
 
     transcript = load_transcript(SMALL)
     engine = make_engine(policy="window:120")
-    runner = ReplayRunner(engine, transcript)
+    runner = ReplayRunner(engine, transcript, settings=GenerationSettings(max_new_tokens=8))
     for _ in runner.run_to(len(transcript.items)):
         pass
     delta = engine.lanes["delta"]

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from deltamem.runtime import ABEngine, ContextPolicy, GenerationSettings, LoadedModel, SessionIdentity
 from deltamem_chat.tui.app import DeltaMemChatApp
+from deltamem_chat.tui.replay import ReplayApp, run_replay
 from deltamem_chat.tui.widgets import BudgetMeter, LanePane
 
-__all__ = ["BudgetMeter", "DeltaMemChatApp", "LanePane", "run_chat"]
+__all__ = ["BudgetMeter", "DeltaMemChatApp", "LanePane", "ReplayApp", "run_chat", "run_replay"]
 
 
 def run_chat(loaded: LoadedModel, policy: ContextPolicy, settings: GenerationSettings, batched: bool = True) -> int:
