@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from deltamem.config import BRANCHES, DeltaMemConfig
-from deltamem.scan import scan
+from deltamem.scan import scan, step
 
 
 @dataclass(frozen=True)
@@ -43,11 +43,21 @@ class AttentionShape:
 
 @dataclass
 class MemoryOutput:
-    """What one forward of a layer produced: corrections per active branch, the new state, diagnostics."""
+    """What one forward of a layer produced: corrections per active branch, the new state, and β of its writes.
+
+    Mean β is a diagnostic, read at most once per turn, so the layer hands over its inputs and `beta_mean` reduces
+    them on demand instead of in every decode step.
+    """
 
     corrections: dict[str, Tensor]
     state: Tensor
-    beta_mean: Tensor | None   # [B] mean β over the tokens each row wrote (None: nothing was written)
+    beta: Tensor | None = None       # [B, T', H, r] β of the writes (T' = tokens, or segments for SSW)
+    written: Tensor | None = None    # [B, T'] bool: which of them were written
+
+    @property
+    def beta_mean(self) -> Tensor | None:
+        """[B] mean β over the tokens each row wrote (0 where none); None when nothing was written."""
+        return None if self.beta is None else masked_mean(self.beta, self.written)
 
 
 class DeltaMemLayer(nn.Module):
@@ -73,6 +83,8 @@ class DeltaMemLayer(nn.Module):
         if not config.couple_lambda:
             self.lambda_proj = nn.Parameter(torch.empty(gates, d))
             self.lambda_bias = nn.Parameter(torch.empty(gates))
+        self._fused_key: tuple | None = None
+        self._fused: tuple[Tensor, Tensor] | None = None
         self.reset_parameters()
 
     # ------------------------------------------------------------------------------------------ init
@@ -112,33 +124,62 @@ class DeltaMemLayer(nn.Module):
 
     # ---------------------------------------------------------------------------------------- pieces
     def project(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
-        """x [B, T, d] → q, k, v [B, T, H, r] and β, λ [B, T, H, r] in x's dtype (official op order)."""
+        """x [B, T, d] → q, k, v [B, T, H, r] and β, λ [B, T, H, r] in x's dtype (official op order).
+
+        One GEMM gives q, k, v and the gate logits together (`fused_projection`); tanh and the normalisation run
+        on q and k at once. Same arithmetic as projecting each apart, fewer kernels: decode calls this per token.
+        """
         cfg = self.config
-        heads, rank = cfg.num_state_heads, cfg.rank
-        packed = torch.cat([self.memory_q_proj, self.memory_k_proj, self.memory_v_proj], dim=0)
-        q, k, v = F.linear(x, packed).split(cfg.read_dim, dim=-1)
-        q, k, v = (t.unflatten(-1, (heads, rank)) for t in (q, k, v))
-        if cfg.normalize_qk:
-            q = F.normalize(torch.tanh(q), dim=-1, eps=1e-6)
-            k = F.normalize(torch.tanh(k), dim=-1, eps=1e-6)
+        heads, rank, width = cfg.num_state_heads, cfg.rank, cfg.read_dim
+        weight, bias = self.fused_projection()
+        out = F.linear(x, weight, bias)
+        qk = out[..., :2 * width].unflatten(-1, (2, heads, rank))
+        if cfg.normalize_qk:             # F.normalize(tanh(·), eps=1e-6), without its Python wrapper
+            qk = torch.tanh(qk)
+            qk = qk / torch.linalg.vector_norm(qk, dim=-1, keepdim=True).clamp_min(1e-6)
+        q, k = qk.unbind(-3)
+        v = out[..., 2 * width:3 * width].unflatten(-1, (heads, rank))
+        gates = torch.sigmoid(out[..., 3 * width:])
         if cfg.couple_lambda:
-            beta = torch.sigmoid(F.linear(x, self.beta_proj) + self.beta_bias)
+            beta = self._gates_to_rows(gates)
             lam = 1 - beta
         else:
-            both = F.linear(x, torch.cat([self.beta_proj, self.lambda_proj], dim=0))
-            a_beta, a_lam = both.split(cfg.gate_dim, dim=-1)
-            beta = torch.sigmoid(a_beta + self.beta_bias)
-            lam = torch.sigmoid(a_lam + self.lambda_bias)
+            beta, lam = (self._gates_to_rows(g) for g in gates.split(cfg.gate_dim, dim=-1))
         if cfg.state_update_mode == "no_lambda":
             lam = torch.ones_like(beta)
-        beta, lam = (self._gates_to_rows(g) for g in (beta, lam))
         return q, k, v, beta, lam
+
+    def fused_projection(self) -> tuple[Tensor, Tensor]:
+        """The q, k, v and gate projections stacked into one weight, with a bias that is zero except on the gates.
+
+        Cached between calls while no parameter changed: every in-place update through torch (`copy_`,
+        `load_state_dict`, an optimizer step) bumps a parameter's version and a new tensor changes its address,
+        and either rebuilds it. (Writes through `param.data` bypass the version counter: don't.) When autograd
+        records, it is rebuilt every call so that gradients reach the parameters.
+        """
+        params = self._parameters                 # not getattr: nn.Module's __getattr__ is slow, and this is per token
+        weights = [params["memory_q_proj"], params["memory_k_proj"], params["memory_v_proj"], params["beta_proj"]]
+        biases = [params["beta_bias"]]
+        if not self.config.couple_lambda:
+            weights.append(params["lambda_proj"])
+            biases.append(params["lambda_bias"])
+        if torch.is_grad_enabled() and any(p.requires_grad for p in weights + biases):
+            return self._stack(weights, biases)
+        key = tuple((p.data_ptr(), p._version) for p in weights + biases)
+        if self._fused_key != key:
+            self._fused = self._stack(weights, biases)
+            self._fused_key = key
+        return self._fused
+
+    def _stack(self, weights: list[Tensor], biases: list[Tensor]) -> tuple[Tensor, Tensor]:
+        zeros = biases[0].new_zeros(3 * self.config.read_dim)
+        return torch.cat(weights, dim=0), torch.cat([zeros, *biases])
 
     def _gates_to_rows(self, gate: Tensor) -> Tensor:
         """[.., G] → [.., H, r]: one gate per state row, broadcast when there is one per head."""
         cfg = self.config
         gate = gate.unflatten(-1, (cfg.num_state_heads, -1))
-        return gate.expand(*gate.shape[:-1], cfg.rank)
+        return gate if cfg.rankwise_gates else gate.expand(*gate.shape[:-1], cfg.rank)
 
     def coefficients(self, beta: Tensor, lam: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """(keep κ, erase ε, write ω) per row for the configured state-update mode."""
@@ -156,8 +197,9 @@ class DeltaMemLayer(nn.Module):
     def corrections(self, reads: Tensor) -> dict[str, Tensor]:
         """Reads [B, T, R] (model dtype) → the low-rank corrections of every active branch."""
         out = {}
+        reads = reads * self.config.scaling          # once for every branch: the corrections are linear in it
         for branch in self.config.delta_heads:
-            delta = F.linear(reads, getattr(self, f"delta_{branch}_proj")) * self.config.scaling
+            delta = F.linear(reads, getattr(self, f"delta_{branch}_proj"))
             scale = self.branch_scale(branch, delta.dtype)
             if scale is not None:
                 delta = delta * scale
@@ -182,22 +224,30 @@ class DeltaMemLayer(nn.Module):
         if written is None:
             new_state = state
             reads = torch.einsum("bhij,bthj->bthi", state, q.to(state.dtype))
-            beta_mean = None
+            beta = None
         elif segments is None:
             keep, erase, write = self.coefficients(beta, lam)
-            reads, new_state = scan(*_flat_heads(state.dtype, q, k, v, keep, erase, write),
-                                    written.repeat_interleave(heads, dim=0), state.flatten(0, 1))
-            reads = reads.unflatten(0, (batch, heads)).transpose(1, 2)        # [B, T, H, r]
-            beta_mean = _masked_mean(beta, written)
+            if n_tok == 1:       # decode: one step in the [B, 1, H, ...] layout, no reshaping, no scan bookkeeping
+                reads, new_state = step(*(t if t.dtype == state.dtype else t.to(state.dtype)
+                                          for t in (q, k, v, keep, erase, write)),
+                                        written.unsqueeze(-1), state.unsqueeze(1))
+            else:
+                rows_written = written if heads == 1 else written.repeat_interleave(heads, dim=0)
+                reads, new_state = scan(*_flat_heads(state.dtype, q, k, v, keep, erase, write), rows_written,
+                                        state.flatten(0, 1))
+                reads = reads.unflatten(0, (batch, heads)).transpose(1, 2)        # [B, T, H, r]
         else:
-            new_state, beta_mean = self._segment_writes(x, state, segments)
+            new_state, beta, written = self._segment_writes(x, state, segments)
             reads = torch.einsum("bhij,bthj->bthi", state, q.to(state.dtype))   # every token reads S_0
         reads = reads * readable[:, :, None, None]
         corrections = self.corrections(reads.flatten(2).to(x.dtype))
-        return MemoryOutput(corrections, new_state.view(batch, heads, rank, rank), beta_mean)
+        return MemoryOutput(corrections, new_state.view(batch, heads, rank, rank), beta, written)
 
-    def _segment_writes(self, x: Tensor, state: Tensor, segments: Tensor) -> tuple[Tensor, Tensor]:
-        """SSW: one write per segment (message or sentence), from the mean of its tokens, in id order."""
+    def _segment_writes(self, x: Tensor, state: Tensor, segments: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """SSW: one write per segment (message or sentence), from the mean of its tokens, in id order.
+
+        Returns the new state, β of the segment writes [B, S, H, r] and which segments each row has [B, S].
+        """
         heads = self.config.num_state_heads
         active = segments >= 0
         ids, index = torch.unique(segments[active], sorted=True, return_inverse=True)
@@ -213,16 +263,19 @@ class DeltaMemLayer(nn.Module):
         keep, erase, write = self.coefficients(beta, lam)
         _, new_state = scan(*_flat_heads(state.dtype, q, k, v, keep, erase, write),
                             present.repeat_interleave(heads, dim=0), state.flatten(0, 1))
-        return new_state, _masked_mean(beta, present)
+        return new_state, beta, present
 
 
 def _flat_heads(dtype: torch.dtype, *tensors: Tensor) -> list[Tensor]:
-    """[B, T, H, r] → [B·H, T, r] in the state's dtype, the layout the scan takes."""
-    return [t.transpose(1, 2).flatten(0, 1).to(dtype) for t in tensors]
+    """[B, T, H, r] → [B·H, T, r] in the state's dtype, the layout the scan takes (views, with one head)."""
+    flat = [t.squeeze(2) if t.shape[2] == 1 else t.transpose(1, 2).flatten(0, 1) for t in tensors]
+    return [t if t.dtype == dtype else t.to(dtype) for t in flat]
 
 
-def _masked_mean(beta: Tensor, mask: Tensor) -> Tensor:
+def masked_mean(beta: Tensor, mask: Tensor) -> Tensor:
     """Mean β per row over the masked tokens, without a host sync."""
     per_token = beta.float().mean(dim=(-1, -2))
+    if mask.shape[-1] == 1:              # decode: the token's own β, or 0 when it is not written
+        return per_token[:, 0] * mask[:, 0]
     total = (per_token * mask).sum(-1)
     return total / mask.sum(-1).clamp(min=1)

@@ -13,7 +13,7 @@ decoder), never from the kernel-specific 4D mask, unless the attention is called
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
@@ -25,7 +25,7 @@ from torch.utils.hooks import RemovableHandle
 
 from deltamem.config import DeltaMemConfig
 from deltamem.masks import token_validity
-from deltamem.memory import AttentionShape, DeltaMemLayer
+from deltamem.memory import AttentionShape, DeltaMemLayer, masked_mean
 
 #: Attention classes δ-mem was trained on (by class name, so a transformers without SmolLM3 still imports).
 SUPPORTED_ATTENTION = ("Qwen3Attention", "SmolLM3Attention")
@@ -44,6 +44,26 @@ _MERGE_MESSAGE = (
     "written at run time, token by token, so there is no fixed weight delta to fold in. A merge would silently "
     "throw the memory away. Keep the δ-mem model attached, or call detach() to get the plain backbone back."
 )
+
+
+#: A per-layer diagnostic: a [B] tensor, or the function that computes it (see `_now_or_later`).
+_Diagnostic = Tensor | Callable[[], Tensor]
+
+
+def _now_or_later(n_tok: int, compute: Callable[[], Tensor]) -> _Diagnostic:
+    """Compute a diagnostic now, or keep the function for a one-token forward.
+
+    Diagnostics are read once per turn, yet every forward would compute them, per layer: in decode that is kernel
+    launches per token for nothing. A one-token forward's inputs are tiny, so it keeps them and `diagnostics()`
+    computes on demand; a longer forward computes now rather than hold on to its activations.
+    """
+    return compute if n_tok == 1 else compute().detach()
+
+
+def _norm_ratio(output: Tensor, delta: Tensor) -> Tensor:
+    """‖Δo‖ / ‖o‖ per row, in float32."""
+    base = torch.linalg.vector_norm(output.detach().float(), dim=(-2, -1))
+    return torch.linalg.vector_norm(delta.detach().float(), dim=(-2, -1)) / base.clamp(min=1e-12)
 
 
 @dataclass
@@ -96,12 +116,13 @@ class DeltaMemModel(nn.Module):
         self._attentions = attentions
         self._states: list[Tensor | None] = [None] * len(attentions)
         self._pending: list[dict[str, Tensor] | None] = [None] * len(attentions)
-        self._beta_mean: list[Tensor | None] = [None] * len(attentions)
-        self._delta_o_ratio: list[Tensor | None] = [None] * len(attentions)
+        self._beta_mean: list[_Diagnostic | None] = [None] * len(attentions)
+        self._delta_o_ratio: list[_Diagnostic | None] = [None] * len(attentions)
         self._written: Tensor | None = None
         self._memory_rows: tuple[bool, ...] | None = None
         self._write_rows: tuple[bool, ...] | bool | None = None   # False: off for every row
         self._segment_ids: tuple[Tensor | None, Tensor | None] = (None, None)
+        self._row_masks: dict[tuple[tuple[bool, ...], torch.device], Tensor] = {}
         self._mask_captured = False
         self._captured_mask: Tensor | None = None
         self._context: _ForwardContext | None = None
@@ -152,8 +173,8 @@ class DeltaMemModel(nn.Module):
         state = self._state_for(index, context.batch, x.device)
         out = layer(x, state, context.written, context.readable, context.segments)
         self._states[index] = out.state
-        if out.beta_mean is not None:
-            self._beta_mean[index] = out.beta_mean.detach()
+        if out.beta is not None:
+            self._beta_mean[index] = _now_or_later(context.n_tok, partial(masked_mean, out.beta, out.written))
         self._pending[index] = out.corrections
 
     def _add_correction(self, index: int, branch: str, module: nn.Module, args: tuple, output: Tensor) -> Tensor | None:
@@ -163,9 +184,7 @@ class DeltaMemModel(nn.Module):
         delta = pending[branch].to(output.dtype)
         if branch == "o":
             self._pending[index] = None
-            base = torch.linalg.vector_norm(output.detach().float(), dim=(-2, -1))
-            self._delta_o_ratio[index] = torch.linalg.vector_norm(delta.detach().float(), dim=(-2, -1)) / base.clamp(
-                min=1e-12)
+            self._delta_o_ratio[index] = _now_or_later(output.shape[-2], partial(_norm_ratio, output, delta))
         return output + delta
 
     def _forward_context(self, x: Tensor, local_mask: Tensor | None, count: bool) -> _ForwardContext | None:
@@ -178,8 +197,8 @@ class DeltaMemModel(nn.Module):
         write_rows = [m and w for m, w in zip(memory_rows, self._rows(self._write_rows, batch, "write"))]
         mask = self._captured_mask if self._mask_captured else local_mask
         valid = token_validity(mask, batch, n_tok, x.device)
-        readable = valid & torch.tensor(memory_rows, device=x.device).unsqueeze(1)
-        written = valid & torch.tensor(write_rows, device=x.device).unsqueeze(1)
+        readable = valid & self._row_mask(memory_rows, x.device)
+        written = valid & self._row_mask(write_rows, x.device)
         segments = self._segments(batch, n_tok, written) if any(write_rows) else None
         if count:
             counted = segments >= 0 if segments is not None else written
@@ -203,6 +222,20 @@ class DeltaMemModel(nn.Module):
             return None
         ids = torch.where(written, ids.to(written.device), torch.full_like(ids, -1, device=written.device))
         return ids if bool((ids >= 0).any()) else None
+
+    def _row_mask(self, rows: Sequence[bool], device: torch.device) -> Tensor:
+        """[B, 1] bool: per-row switches as a device tensor, built once per setting.
+
+        Building it from the Python list every forward is a host-to-device copy, and on CUDA that copy waits for
+        all queued work: once per decoded token the CPU would stop running ahead of the GPU.
+        """
+        key = (tuple(rows), device)
+        mask = self._row_masks.get(key)
+        if mask is None:
+            if len(self._row_masks) >= 16:
+                self._row_masks.clear()
+            mask = self._row_masks[key] = torch.tensor(rows, device=device).unsqueeze(1)
+        return mask
 
     @staticmethod
     def _rows(flags: tuple[bool, ...] | bool | None, batch: int, what: str) -> list[bool]:
@@ -348,7 +381,7 @@ class DeltaMemModel(nn.Module):
         for key, values in (("beta_mean", self._beta_mean), ("delta_o_ratio", self._delta_o_ratio),
                             ("state_norm", [None if s is None else torch.linalg.vector_norm(s, dim=(-3, -2, -1))
                                             for s in self._states])):
-            present = [v.float() for v in values if v is not None]
+            present = [(v() if callable(v) else v).float() for v in values if v is not None]
             if present and all(p.shape == present[0].shape for p in present):
                 parts[key] = torch.stack(present).mean(0)
         if not parts:

@@ -15,13 +15,18 @@ is [N, r, r] with rows indexing value coordinates and columns key coordinates. E
 
 from __future__ import annotations
 
-import math
-
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 #: Below this many tokens the one-token step in a loop is cheaper than the chunked form's bookkeeping.
-CHUNKED_MIN_TOKENS = 32
+CHUNKED_MIN_TOKENS = 8
+
+#: Tokens per chunk: the intra-chunk work grows with C, the sequential chain of chunks with T / C.
+CHUNK = 16
+
+#: Bound on the elements of the chunked form's largest transients (8 MiB each in float32).
+PASS_ELEMENTS = 1 << 21
 
 
 def naive_scan(q: Tensor, k: Tensor, v: Tensor, keep: Tensor, erase: Tensor, write: Tensor,
@@ -46,12 +51,16 @@ def naive_scan(q: Tensor, k: Tensor, v: Tensor, keep: Tensor, erase: Tensor, wri
 
 def step(q: Tensor, k: Tensor, v: Tensor, keep: Tensor, erase: Tensor, write: Tensor,
          written: Tensor, state: Tensor) -> tuple[Tensor, Tensor]:
-    """One token for every sequence at once (decode); inputs as above with T = 1 squeezed away: [N, r]."""
-    read = torch.einsum("nij,nj->ni", state, q)
-    sk = torch.einsum("nij,nj->ni", state, k)
-    coeff = erase * sk - write * v                      # [N, r]: s_i ← κ_i s_i − (ε_i s_i·k − ω_i v_i) k
-    updated = keep.unsqueeze(-1) * state - coeff.unsqueeze(-1) * k.unsqueeze(-2)
-    return read, torch.where(written[:, None, None], updated, state)
+    """One token for every sequence at once (decode); inputs as above with T = 1 squeezed away: [N, r].
+
+    Any leading dimensions work ([..., r], state [..., r, r], written [...]), so a caller need not reshape. Written
+    for few kernel launches, since decode runs it once per layer per token: S q and S k come from one product,
+    the update from one fused multiply-add.
+    """
+    read, sk = torch.matmul(state, torch.stack([q, k], dim=-1)).unbind(-1)
+    minus_coeff = torch.addcmul(write * v, erase, sk, value=-1)     # s_i ← κ_i s_i − (ε_i s_i·k − ω_i v_i) k
+    updated = torch.addcmul(keep.unsqueeze(-1) * state, minus_coeff.unsqueeze(-1), k.unsqueeze(-2))
+    return read, torch.where(written[..., None, None], updated, state)
 
 
 def stepwise_scan(q: Tensor, k: Tensor, v: Tensor, keep: Tensor, erase: Tensor, write: Tensor,
@@ -66,57 +75,109 @@ def stepwise_scan(q: Tensor, k: Tensor, v: Tensor, keep: Tensor, erase: Tensor, 
 
 def chunked_scan(q: Tensor, k: Tensor, v: Tensor, keep: Tensor, erase: Tensor, write: Tensor,
                  written: Tensor, state: Tensor, chunk: int | None = None) -> tuple[Tensor, Tensor]:
-    """Prefill in O(C + T/C) sequential steps instead of O(T).
+    """Prefill with matrix products: the sequential part is one small affine map per chunk of C tokens.
 
-    The sequence is cut into chunks of C tokens that are all processed at once. Within a chunk, every row's
-    state is affine in the chunk's start state: s_i(t) = s_i(start) · P_i(<t) + L_i(<t), where P_i is the
-    product of the per-token transitions κ_i I − ε_i k kᵀ and L_i the state reached from zero. One pass over the
-    C positions (all chunks in parallel) records P_i(<t)·q_t and L_i(<t)·q_t; one pass over the chunks chains
-    the start states; the reads then follow with one batched product.
+    Tokens are taken in passes of whole chunks, so that the transient [N, chunks, r, C, C] tensors of a long
+    prompt stay under `PASS_ELEMENTS` elements (a few MB) instead of growing with the prompt.
     """
     n_seq, n_tok, rank = q.shape
-    if chunk is None:
-        chunk = max(8, int(math.sqrt(n_tok)))
+    chunk = min(chunk or CHUNK, n_tok)
+    n_chunks = -(-n_tok // chunk)
+    n_passes = -(-n_chunks * n_seq * rank * chunk * chunk // PASS_ELEMENTS)
+    per_pass = -(-n_chunks // n_passes) * chunk
+    reads = []
+    for start in range(0, n_tok, per_pass):
+        part = slice(start, start + per_pass)
+        read, state = _chunked_pass(q[:, part], k[:, part], v[:, part], keep[:, part], erase[:, part],
+                                    write[:, part], written[:, part], state, chunk)
+        reads.append(read)
+    return (reads[0] if len(reads) == 1 else torch.cat(reads, dim=1)), state
+
+
+def _chunked_pass(q: Tensor, k: Tensor, v: Tensor, keep: Tensor, erase: Tensor, write: Tensor,
+                  written: Tensor, state: Tensor, chunk: int) -> tuple[Tensor, Tensor]:
+    """The UT-transform form of the recurrence (as in gated DeltaNet), with every state row its own "head".
+
+    For one row s within a chunk, write the token update as s_t = κ_t s_{t−1} − u_t k_t with the scalar
+    u_t = ε_t (s_{t−1}·k_t) − ω_t v_t. Unrolled from the chunk's start state s_0, the u of the chunk solve one unit
+    lower-triangular system
+
+        u_t + Σ_{τ<t} ε_t between(t, τ) (k_t·k_τ) u_τ = ε_t decay(t) (k_t·s_0) − ω_t v_t,
+
+    where decay(t) is the product of κ over the chunk's tokens before t and between(t, τ) over those strictly
+    between τ and t. Solving it for the right-hand sides [ε_t decay(t) k_t | −ω_t v_t] makes u affine in s_0; the
+    reads s_{t−1}·q_t and the end state are then affine in s_0 too (matrix products), and the only sequential work
+    left is chaining the chunks' r×r affine maps. Products of κ come from cumulative products, never a division,
+    so a keep of exactly 0 is exact.
+    """
+    n_seq, n_tok, rank = q.shape
     n_chunks = -(-n_tok // chunk)
     pad = n_chunks * chunk - n_tok
+    # A token that is not written is the identity: keep 1, nothing erased, nothing written.
+    mask = written.unsqueeze(-1)
+    keep = torch.where(mask, keep, 1.0)
+    erase = erase * mask
+    inject = write * v * mask
     if pad:
-        def padded(x: Tensor) -> Tensor:
-            return torch.nn.functional.pad(x, (0, 0, 0, pad))
-        q, k, v, keep, erase, write = map(padded, (q, k, v, keep, erase, write))
-        written = torch.nn.functional.pad(written, (0, pad), value=False)
+        q, k, erase, inject = (F.pad(x, (0, 0, 0, pad)) for x in (q, k, erase, inject))
+        keep = F.pad(keep, (0, 0, 0, pad), value=1.0)
+    q, k = (x.reshape(n_seq, n_chunks, chunk, rank) for x in (q, k))                    # [N, n, C, r]: all rows
+    keep, erase, inject = (x.reshape(n_seq, n_chunks, chunk, rank).transpose(-1, -2)
+                           for x in (keep, erase, inject))                                 # [N, n, row, C]
 
-    def chunks(x: Tensor) -> Tensor:
-        return x.reshape(n_seq, n_chunks, chunk, *x.shape[2:])
+    keep_before = F.pad(keep[..., :-1], (1, 0), value=1.0)                              # κ_{t−1}, 1 at t = 0
+    decay = keep_before.cumprod(-1)                                                     # κ before token t
+    decay_end = decay[..., -1] * keep[..., -1]                                          # the whole chunk
+    tail = F.pad(keep[..., 1:].flip(-1).cumprod(-1), (1, 0), value=1.0).flip(-1)        # κ after token τ
+    apart = torch.ones(chunk, chunk, dtype=torch.bool, device=q.device).tril(-2)       # τ < t − 1
+    between = torch.where(apart, keep_before.unsqueeze(-1), 1.0).cumprod(dim=-2)        # [N, n, row, C, C]
 
-    q, k, v, keep, erase, write, written = map(chunks, (q, k, v, keep, erase, write, written))
-    # A token that is not written is the identity transition with no input.
-    keep = torch.where(written.unsqueeze(-1), keep, torch.ones_like(keep))
-    erase = erase * written.unsqueeze(-1)
-    write = write * written.unsqueeze(-1)
+    kt = k.transpose(-1, -2)                                                            # [N, n, r, C]
+    kk = (k @ kt).tril(-1).unsqueeze(2)                           # k_t·k_τ for τ < t, shared by the rows
+    qk = (q @ kt).tril(-1).unsqueeze(2)
+    system = between * kk * erase.unsqueeze(-1)
+    # One right-hand side per coefficient of s_0 and one for the constant part, as rows: [N, n, row, r+1, C].
+    rhs = torch.cat([(erase * decay).unsqueeze(-2) * kt.unsqueeze(2), -inject.unsqueeze(-2)], dim=-2)
+    u = _solve_unit_lower(system, rhs).transpose(-1, -2)          # [N, n, row, C, r+1]: u_t = u_t[:r]·s_0 + u_t[r]
+    del system, rhs
+    seen = (between * qk) @ u                                     # what the chunk's earlier writes add to reads
+    read_map = decay.unsqueeze(-1) * q.unsqueeze(2) - seen[..., :rank]                  # read_t = map_t·s_0 + off_t
+    read_off = -seen[..., rank]
+    written_out = (kt.unsqueeze(2) * tail.unsqueeze(-2)) @ u                            # [N, n, row, r, r+1]
+    trans = torch.diag_embed(decay_end.unsqueeze(-1).expand(*decay_end.shape, rank)) - written_out[..., :rank]
+    offset = -written_out[..., rank:]
 
-    eye = torch.eye(rank, dtype=q.dtype, device=q.device)
-    local = q.new_zeros(n_seq, n_chunks, rank, rank)                          # L: rows i, columns j
-    trans = eye.expand(n_seq, n_chunks, rank, rank, rank).clone()             # P: [.., row i, r, r]
-    local_reads = q.new_empty(n_seq, n_chunks, chunk, rank)
-    trans_q = q.new_empty(n_seq, n_chunks, chunk, rank, rank)
-    for c in range(chunk):
-        qc, kc = q[:, :, c], k[:, :, c]                                       # [N, nc, r]
-        kap, eps, omg, vc = keep[:, :, c], erase[:, :, c], write[:, :, c], v[:, :, c]
-        local_reads[:, :, c] = torch.einsum("ncij,ncj->nci", local, qc)
-        trans_q[:, :, c] = torch.einsum("ncijk,nck->ncij", trans, qc)
-        lk = torch.einsum("ncij,ncj->nci", local, kc)
-        local = kap.unsqueeze(-1) * local - (eps * lk - omg * vc).unsqueeze(-1) * kc.unsqueeze(-2)
-        pk = torch.einsum("ncijk,nck->ncij", trans, kc)
-        trans = kap[..., None, None] * trans - (eps.unsqueeze(-1) * pk).unsqueeze(-1) * kc[:, :, None, None, :]
-
+    # Chain the chunks: s_end = trans · s_0 + offset for every row, one small product per chunk.
+    trans = trans.transpose(0, 1).reshape(n_chunks, n_seq * rank, rank, rank).unbind(0)
+    offset = offset.transpose(0, 1).reshape(n_chunks, n_seq * rank, rank, 1).unbind(0)
+    s = state.reshape(n_seq * rank, rank, 1)
     starts = []
-    s = state
-    for c in range(n_chunks):
+    for chunk_trans, chunk_offset in zip(trans, offset):
         starts.append(s)
-        s = torch.einsum("nij,nijk->nik", s, trans[:, c]) + local[:, c]
-    start = torch.stack(starts, dim=1)                                          # [N, nc, r, r]
-    reads = torch.einsum("ncij,nctij->ncti", start, trans_q) + local_reads
-    return reads.reshape(n_seq, n_chunks * chunk, rank)[:, :n_tok], s
+        s = torch.baddbmm(chunk_offset, chunk_trans, s)
+    start = torch.stack(starts, dim=1).view(n_seq, rank, n_chunks, rank).transpose(1, 2)  # [N, n, row, r]
+    reads = (read_map @ start.unsqueeze(-1)).squeeze(-1) + read_off                       # [N, n, row, C]
+    reads = reads.transpose(-1, -2).reshape(n_seq, n_chunks * chunk, rank)[:, :n_tok]
+    return reads, s.view(n_seq, rank, rank)
+
+
+def _solve_unit_lower(lower: Tensor, rhs: Tensor) -> Tensor:
+    """Solve (I + L) x = b for strictly lower-triangular L [..., C, C] and right-hand sides as rows b [..., m, C].
+
+    Forward substitution, one position of every system per step, with elementwise products over contiguous rows:
+    the systems are many and tiny, and batched matmuls spend their time per system (torch.linalg.solve_triangular
+    makes a LAPACK call, and a thread-pool round trip, per system: with another process on the cores, seconds per
+    layer). In place when no gradient is recorded; out of place, a third slower, when autograd trains through it.
+    """
+    if torch.is_grad_enabled() and (lower.requires_grad or rhs.requires_grad):
+        solved = [rhs[..., 0]]
+        for t in range(1, lower.shape[-1]):
+            solved.append(rhs[..., t] - (torch.stack(solved, dim=-1) * lower[..., None, t, :t]).sum(-1))
+        return torch.stack(solved, dim=-1)
+    x = rhs.clone()
+    for t in range(1, lower.shape[-1]):
+        x[..., t] -= (x[..., :t] * lower[..., None, t, :t]).sum(-1)
+    return x
 
 
 def scan(q: Tensor, k: Tensor, v: Tensor, keep: Tensor, erase: Tensor, write: Tensor,

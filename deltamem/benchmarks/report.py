@@ -1,0 +1,277 @@
+"""Bench records, the summary ratios, and the Markdown and JSON reports.
+
+Records use the field names of the official TPS benchmark (`mode`, `prompt_len`, `decode_len`, `tps`,
+`peak_alloc_gb`) plus `lane` / `variant` and `seconds`, so the two can be read side by side. Every ratio in the
+summary comes from records of the same run: timings from different runs on a shared machine are not comparable.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+#: Summary ratio → (comparison, bound): the targets δ-mem is held to (stated for the CPU bench shape at 4096).
+TARGETS: dict[str, tuple[str, float]] = {
+    "delta_over_frozen_prefill_time": ("<=", 1.15),
+    "delta_over_frozen_decode_time": ("<=", 1.10),
+    "delta_over_frozen_peak_memory": ("<=", 1.05),
+    "ab_batched_over_single_turn_time": ("<=", 1.3),
+    "naive_over_chunked_scan_time": (">=", 10.0),
+}
+
+#: The scan length the naive-over-chunked ratio is stated at (the largest measured length if it is absent).
+SCAN_SUMMARY_LEN = 4096
+
+
+@dataclass
+class Record:
+    """One measured quantity. What `seconds` and `tps` count depends on the mode (see `MEANING`)."""
+
+    mode: str
+    prompt_len: int
+    decode_len: int
+    lane: str | None = None
+    variant: str | None = None
+    seconds: float | None = None
+    tps: float | None = None
+    peak_alloc_gb: float | None = None
+    peak_increase_gb: float | None = None
+    max_abs_diff: float | None = None
+    repeats: int = 0
+    samples: list[float] = field(default_factory=list)
+
+
+#: Written into the JSON so that a reader of the file alone knows what the numbers are.
+MEANING = {
+    "prefill": "seconds: median prefill time of prompt_len tokens (batch 1); tps: prompt_len / seconds",
+    "decode": "seconds: median time per decoded token (batch 1, KV cache after a prefill of prompt_len); "
+              "tps: 1 / seconds",
+    "memory": "peak_alloc_gb: CUDA max_memory_allocated over one turn (weights included); on CPU the peak RSS of a "
+              "fresh process over one turn minus its RSS before the model was built. peak_increase_gb: the part "
+              "above the memory held right before the turn",
+    "ab": "seconds: median time of one turn (prefill of prompt_len + decode_len tokens) for every row of the "
+          "variant; tps: rows x (prompt_len + decode_len) / seconds",
+    "scan": "prompt_len: scan length (N=1, r=8, float32); seconds: median time of one scan; tps: tokens / seconds; "
+            "max_abs_diff: largest |difference| to stepwise_scan over reads and final state",
+}
+
+
+def _find(records: list[Record], mode: str, name: str, length: int) -> Record | None:
+    for record in records:
+        if record.mode == mode and name in (record.lane, record.variant) and record.prompt_len == length:
+            return record
+    return None
+
+
+def _ratio(records: list[Record], mode: str, top: str, bottom: str, length: int | None,
+           value: str = "seconds") -> float | None:
+    if length is None:
+        return None
+    a, b = _find(records, mode, top, length), _find(records, mode, bottom, length)
+    if a is None or b is None or not getattr(a, value) or not getattr(b, value):
+        return None
+    return getattr(a, value) / getattr(b, value)
+
+
+def _largest(records: list[Record], mode: str) -> int | None:
+    lengths = [r.prompt_len for r in records if r.mode == mode]
+    return max(lengths) if lengths else None
+
+
+def summary(records: list[Record]) -> dict[str, float | None]:
+    """The five headline ratios, at the largest prompt length (the scan at 4,096 tokens when measured)."""
+    scan_lengths = {r.prompt_len for r in records if r.mode == "scan"}
+    scan_len = SCAN_SUMMARY_LEN if SCAN_SUMMARY_LEN in scan_lengths else _largest(records, "scan")
+    return {
+        "delta_over_frozen_prefill_time": _ratio(records, "prefill", "delta", "frozen", _largest(records, "prefill")),
+        "delta_over_frozen_decode_time": _ratio(records, "decode", "delta", "frozen", _largest(records, "decode")),
+        "delta_over_frozen_peak_memory": _ratio(records, "memory", "delta", "frozen", _largest(records, "memory"),
+                                                "peak_alloc_gb"),
+        "ab_batched_over_single_turn_time": _ratio(records, "ab", "batched", "single", _largest(records, "ab")),
+        "naive_over_chunked_scan_time": _ratio(records, "scan", "naive", "chunked", scan_len),
+    }
+
+
+def verdict(name: str, value: float | None) -> str:
+    if value is None:
+        return "not measured"
+    comparison, bound = TARGETS[name]
+    met = value <= bound if comparison == "<=" else value >= bound
+    return "met" if met else "NOT met"
+
+
+def machine(device: torch.device, dtype: torch.dtype, attn: str) -> dict[str, Any]:
+    """What the numbers were measured on."""
+    import transformers
+
+    if device.type == "cuda":
+        name = torch.cuda.get_device_name(device)
+    else:
+        name = _cpu_name() or platform.processor() or platform.machine()
+    return {
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "torch_version": torch.__version__,
+        "transformers_version": transformers.__version__,
+        "python_version": platform.python_version(),
+        "platform": platform.platform(),
+        "device": str(device),
+        "device_name": name,
+        "dtype": str(dtype).removeprefix("torch."),
+        "attn": attn,
+    }
+
+
+def _cpu_name() -> str | None:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return None
+
+
+def to_json(records: list[Record], settings: dict[str, Any], machine_info: dict[str, Any]) -> dict[str, Any]:
+    ratios = summary(records)
+    return {
+        "machine": machine_info,
+        "settings": settings,
+        "meaning": MEANING,
+        "records": [asdict(r) for r in records],
+        "summary": ratios,
+        "targets": {name: {"bound": f"{cmp} {bound:g}", "verdict": verdict(name, ratios[name])}
+                    for name, (cmp, bound) in TARGETS.items()},
+    }
+
+
+def write_json(path: str | Path, payload: dict[str, Any]) -> None:
+    Path(path).write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
+
+
+# ------------------------------------------------------------------------------------------------- Markdown
+def _fmt(value: float | None, scale: float = 1.0, digits: int = 3) -> str:
+    return "–" if value is None else f"{value * scale:.{digits}f}"
+
+
+def _sci(value: float | None) -> str:
+    return "–" if value is None else f"{value:.1e}"
+
+
+def _table(header: list[str], rows: list[list[str]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    return lines + ["| " + " | ".join(row) + " |" for row in rows] + [""]
+
+
+def _lengths(records: list[Record], mode: str) -> list[int]:
+    return sorted({r.prompt_len for r in records if r.mode == mode})
+
+
+def markdown(records: list[Record], settings: dict[str, Any], machine_info: dict[str, Any]) -> str:
+    """The whole report as Markdown: one table per measured mode, then the summary against the targets."""
+    out = [f"# δ-mem bench: {settings['shape']} on {machine_info['device_name']} "
+           f"({machine_info['device']}, {machine_info['dtype']}, {machine_info['attn']})", "",
+           f"torch {machine_info['torch_version']}, transformers {machine_info['transformers_version']}, "
+           f"{machine_info['cpu_count']} CPUs, {machine_info['torch_threads']} torch threads; medians of "
+           f"{settings['repeats']} runs after {settings['warmup']} warm-up; 1-minute load average "
+           f"{_load(settings, 'start')} at the start, {_load(settings, 'end')} at the end.", ""]
+    out += _contention_note(settings, machine_info)
+    out += _lane_section(records, "prefill", "Prefill", "s", 1.0, 3)
+    out += _lane_section(records, "decode", "Decode (per token, after the prompt)", "ms", 1000.0, 2)
+    out += _memory_section(records)
+    out += _ab_section(records)
+    out += _scan_section(records, settings["repeats"])
+    out += ["## Summary", ""]
+    out += _table(["ratio", "value", "target", "verdict"],
+                  [[name, _fmt(value), " ".join(map(str, TARGETS[name])), verdict(name, value)]
+                   for name, value in summary(records).items()])
+    return "\n".join(out)
+
+
+def _contention_note(settings: dict[str, Any], machine_info: dict[str, Any]) -> list[str]:
+    """A warning when other work held CPUs that the bench's threads needed: then the numbers mislead."""
+    load = settings.get("load_average_1m", {}).get("start")
+    cpus, threads = machine_info["cpu_count"], machine_info["torch_threads"]
+    if machine_info["device"] != "cpu" or load is None or load + threads <= cpus + 0.5:
+        return []
+    note = (f"**Warning:** other work kept about {load:.1f} of the {cpus} CPUs busy when the bench started, so the "
+            "times are inflated, and not evenly.")
+    if threads > 1:
+        note += (f" With {threads} torch threads every parallel kernel can wait milliseconds for a descheduled "
+                 "thread, which hurts the many small kernels of δ-mem most: rerun on a quiet machine or with "
+                 "--threads 1.")
+    return [note, ""]
+
+
+def _load(settings: dict[str, Any], when: str) -> str:
+    value = settings.get("load_average_1m", {}).get(when)
+    return "unknown" if value is None else f"{value:.2f}"
+
+
+def _lane_section(records: list[Record], mode: str, title: str, unit: str, scale: float, digits: int) -> list[str]:
+    rows = []
+    for length in _lengths(records, mode):
+        frozen, delta = _find(records, mode, "frozen", length), _find(records, mode, "delta", length)
+        rows.append([str(length), _fmt(frozen and frozen.seconds, scale, digits), _fmt(frozen and frozen.tps, 1, 1),
+                     _fmt(delta and delta.seconds, scale, digits), _fmt(delta and delta.tps, 1, 1),
+                     _fmt(_ratio(records, mode, "delta", "frozen", length))])
+    if not rows:
+        return []
+    header = ["prompt", f"frozen {unit}", "frozen tok/s", f"δ-mem {unit}", "δ-mem tok/s", "δ-mem / frozen"]
+    return [f"## {title}", ""] + _table(header, rows)
+
+
+def _memory_section(records: list[Record]) -> list[str]:
+    rows = []
+    for length in _lengths(records, "memory"):
+        frozen, delta = _find(records, "memory", "frozen", length), _find(records, "memory", "delta", length)
+        rows.append([str(length), _fmt(frozen and frozen.peak_alloc_gb), _fmt(delta and delta.peak_alloc_gb),
+                     _fmt(_ratio(records, "memory", "delta", "frozen", length, "peak_alloc_gb")),
+                     _fmt(frozen and frozen.peak_increase_gb, 1024, 1),
+                     _fmt(delta and delta.peak_increase_gb, 1024, 1)])
+    if not rows:
+        return []
+    header = ["prompt", "frozen GB", "δ-mem GB", "δ-mem / frozen", "frozen turn MB", "δ-mem turn MB"]
+    return ["## Peak memory (one turn)", "", MEANING["memory"] + ".", ""] + _table(header, rows)
+
+
+def _ab_section(records: list[Record]) -> list[str]:
+    rows = []
+    for length in _lengths(records, "ab"):
+        found = [_find(records, "ab", v, length) for v in ("batched", "sequential", "single")]
+        decode_len = next(r.decode_len for r in found if r is not None)
+        rows.append([str(length), str(decode_len), *(_fmt(r and r.seconds) for r in found),
+                     _fmt(_ratio(records, "ab", "batched", "single", length))])
+    if not rows:
+        return []
+    return ["## A/B turn (prefill + decode)", "",
+            "batched: one two-row batch (row 0 memory off, row 1 on); sequential: the two rows one after the other; "
+            "single: one δ-mem row.", ""] + _table(
+        ["prompt", "decode", "batched s", "sequential s", "single s", "batched / single"], rows)
+
+
+def _scan_section(records: list[Record], repeats: int) -> list[str]:
+    rows, once = [], []
+    for length in _lengths(records, "scan"):
+        naive, stepwise, chunked = (_find(records, "scan", v, length) for v in ("naive", "stepwise", "chunked"))
+        if naive is not None and naive.repeats < repeats:
+            once.append(str(length))
+        rows.append([str(length), *(_fmt(r and r.seconds, 1000, 2) for r in (naive, stepwise, chunked)),
+                     _fmt(_ratio(records, "scan", "naive", "chunked", length), 1, 1),
+                     _sci(naive and naive.max_abs_diff), _sci(chunked and chunked.max_abs_diff)])
+    if not rows:
+        return []
+    out = ["## Scan forms (N=1, r=8, float32)", ""] + _table(
+        ["tokens", "naive ms", "stepwise ms", "chunked ms", "naive / chunked", "naive max abs diff",
+         "chunked max abs diff"], rows)
+    note = "Differences are to stepwise_scan."
+    if once:
+        note = (f"naive_scan ran once, without warm-up, at {', '.join(once)} tokens (its Python loop over tokens is "
+                f"slow and steady); the other forms used every repeat. {note}")
+    return out + [note, ""]
