@@ -34,3 +34,8 @@ for name, value in data["summary"].items():
 EOF
 echo
 cat "$OUT/bench.md"
+
+# One A/B turn through the app's runtime (chat template, both lanes, batched then sequential).
+echo
+"$PY" -m deltamem.runtime.ab_check --shape qwen3-4b --device cuda --dtype bfloat16 --prompt-tokens 4096 \
+    --new-tokens 64 | tee "$OUT/ab_turn.log"
