@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from deltamem_chat import __version__
-from deltamem_chat.commands import importing, models, replay
+from deltamem_chat.commands import demo, importing, models, replay, train
 from deltamem_chat.commands.options import (
     AdapterOpt,
     AttnOpt,
@@ -81,6 +81,8 @@ def bench(ctx: typer.Context) -> None:
 importing.register(app)
 models.register(app)
 replay.register(app)
+demo.register(app)
+train.register(app)
 
 
 def main() -> None:

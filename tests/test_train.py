@@ -1,0 +1,154 @@
+"""Adapter training and the demo data generator: toy runs learn and resume, generated chats are sound.
+
+Fast: the demo model is tiny and the training runs use the random `tiny` backbone for a few steps.
+"""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from deltamem import attach_adapter
+from deltamem.demo import DEMO_WINDOW
+from deltamem.demo.data import SLOTS, TRAIN_SEEDS, conversation, conversations, corpus_text, demo_shape
+from deltamem.demo.tokenizer import build_tokenizer
+from deltamem.runtime import load
+from deltamem.runtime.offline_tokenizer import byte_chatml_tokenizer
+from deltamem.shapes import random_backbone
+from deltamem.train import CHECKPOINT, CheckpointError, Episode, ListSource, TrainSettings, collate, encode, train
+from deltamem.train.batch import Renderer
+from deltamem_chat.cli import app
+from deltamem_chat.transcripts import is_hit, load_transcript
+
+ROOT = Path(__file__).resolve().parent.parent
+DEMO_TRANSCRIPTS = sorted((ROOT / "transcripts").glob("demo_*.jsonl"))
+
+
+@pytest.fixture(scope="module")
+def demo_model():
+    return load("demo", device="cpu")
+
+
+# ------------------------------------------------------------------------------------------------ shipped demo
+# --------------------------------------------------------------------------------------------- generator, CLI
+def test_generator_is_seeded_and_the_newest_value_wins() -> None:
+    assert conversation(7) == conversation(7) and conversation(7) != conversation(8)
+    updated = 0
+    for chat in conversations(0, 300):
+        for query in chat.queries:
+            source = chat.turns[query.source].content
+            assert is_hit(source, query.value)
+            later = [t.content for t in chat.turns[query.source + 1:] if t.role == "user"]
+            slot = next(s for s in SLOTS if s.key == query.slot)
+            stated_later = [t for t in later if any(t == u.format(v=v) for u in (*slot.statements, *slot.updates)
+                                                   for v in slot.values)]
+            assert not stated_later, (chat.seed, query)
+            updated += source.split()[0] in {u.split()[0] for u in slot.updates}
+    assert updated > 10
+
+
+def test_demo_data_cli_writes_valid_transcripts(tmp_path: Path) -> None:
+    result = CliRunner().invoke(app, ["demo-data", "--seed", "5", "--count", "3", "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    paths = sorted(tmp_path.glob("demo_*.jsonl"))
+    assert [p.name for p in paths] == ["demo_5.jsonl", "demo_6.jsonl", "demo_7.jsonl"]
+    for path in paths:
+        transcript = load_transcript(path)
+        for before, probe in transcript.probe_positions():
+            assert is_hit(transcript.messages[probe.depends_on].content, probe.answer)
+            words = sum(len(m.content.split()) for m in transcript.messages[probe.depends_on + 1:before])
+            assert words >= 0.75 * DEMO_WINDOW
+    refused = CliRunner().invoke(app, ["demo-data", "--seed", str(TRAIN_SEEDS - 1), "--count", "2", "--out",
+                                       str(tmp_path)])
+    assert refused.exit_code != 0 and "training range" in refused.output
+
+
+def test_train_help_documents_every_option() -> None:
+    result = CliRunner().invoke(app, ["train", "--help"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0
+    for option in ("--base", "--data", "--out", "--steps", "--lr", "--batch", "--seed", "--device", "--dtype",
+                   "--resume", "--checkpoint-every", "--window"):
+        assert option in result.output
+
+
+# ------------------------------------------------------------------------------------------------ training
+def _toy_episodes() -> list[Episode]:
+    rng = random.Random(0)
+    episodes = []
+    for _ in range(8):
+        pet, colour = rng.choice(["rex", "max", "ida", "bo"]), rng.choice(["red", "tan", "sky"])
+        history = (("user", f"dog {pet}"), ("assistant", "ok"), ("user", f"hue {colour}"), ("assistant", "ok"),
+                   ("user", "hi there"), ("assistant", "hello"))
+        question, answer = rng.choice([("dog?", pet), ("hue?", colour)])
+        episodes.append(Episode(history, question, answer))
+    return episodes
+
+
+def _toy_run(out: Path, steps: int = 6, **overrides) -> tuple[object, list[float]]:
+    settings = TrainSettings(out=out, steps=steps, **({"lr": 3e-2, "batch": 4, "seed": 3, "windows": (None, 24),
+                                                       "warmup": 0.0, "checkpoint_every": 3} | overrides))
+    backbone = random_backbone("tiny", attn="sdpa", seed=1)
+    return train(backbone, byte_chatml_tokenizer(), ListSource(_toy_episodes(), seed=3), settings,
+                 console=_quiet()), settings
+
+
+def _quiet():
+    from rich.console import Console
+
+    return Console(quiet=True)
+
+
+def test_toy_training_lowers_the_loss_and_saves_a_loadable_adapter(tmp_path: Path) -> None:
+    result, _ = _toy_run(tmp_path, steps=30)
+    first, last = sum(result.losses[:5]) / 5, sum(result.losses[-5:]) / 5
+    assert last < first - 0.4, result.losses
+    assert (tmp_path / "delta_mem_adapter.pt").exists() and (tmp_path / CHECKPOINT).exists()
+    loaded = attach_adapter(random_backbone("tiny", attn="sdpa", seed=1), tmp_path)
+    for key, value in result.model.adapter_state_dict().items():
+        assert torch.equal(loaded.adapter_state_dict()[key], value), key
+
+
+def test_a_resumed_run_ends_exactly_where_an_uninterrupted_one_does(tmp_path: Path) -> None:
+    whole, _ = _toy_run(tmp_path / "whole")
+
+    class Stop(Exception):
+        pass
+
+    def stop_after_four(step: int, loss: float, accuracy: float) -> None:
+        if step == 4:
+            raise Stop
+
+    settings = TrainSettings(out=tmp_path / "cut", steps=6, lr=3e-2, batch=4, seed=3, windows=(None, 24),
+                             warmup=0.0, checkpoint_every=3)
+    with pytest.raises(Stop):
+        train(random_backbone("tiny", attn="sdpa", seed=1), byte_chatml_tokenizer(),
+              ListSource(_toy_episodes(), seed=3), settings, console=_quiet(), log=stop_after_four)
+    resumed, _ = _toy_run(tmp_path / "cut", resume=True)
+    assert resumed.losses == whole.losses
+    for key, value in whole.model.adapter_state_dict().items():
+        assert torch.equal(resumed.model.adapter_state_dict()[key], value), key
+    with pytest.raises(CheckpointError, match="lr"):
+        _toy_run(tmp_path / "cut", resume=True, lr=2e-2)
+
+
+def test_windowed_batches_mask_what_the_app_would_not_show() -> None:
+    tokenizer = build_tokenizer(corpus_text())
+    renderer = Renderer(tokenizer)
+    chat = conversation(11, demo_shape(DEMO_WINDOW))
+    episode = Episode(tuple((t.role, t.content) for t in chat.turns), chat.queries[0].question,
+                      chat.queries[0].reply)
+    renderer.check(episode)
+    windowed, full = encode(renderer, episode, DEMO_WINDOW), encode(renderer, episode, None)
+    assert windowed.ids == full.ids
+    batch = collate([windowed, full], tokenizer.pad_token_id)
+    assert batch.attention_mask.shape == (2, 1, len(full.ids), len(full.ids))
+    question_row = batch.attention_mask[0, 0, -1] == 0
+    fact = [i for i, s in enumerate(windowed.segments) if s == chat.queries[0].source]
+    assert not question_row[fact].any(), "the fact lies outside the window the question sees"
+    assert (batch.attention_mask[1, 0, -1] == 0).all(), "the full-context row sees everything before it"
+    seen = sum(len(renderer.message(*episode.messages[i])) for i in windowed.sees[-1])
+    assert seen + len(renderer.message("user", episode.question)) <= DEMO_WINDOW
