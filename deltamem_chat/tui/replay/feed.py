@@ -7,12 +7,11 @@ reads the engine while a command runs.
 
 from __future__ import annotations
 
-import queue
 from dataclasses import dataclass
 
 from deltamem.runtime import LaneDone, TokenEvent
 from deltamem_chat.replay import StepRecord, StepStarted
-from deltamem_chat.tui.feed import TextDelta
+from deltamem_chat.tui.feed import TextDelta, TurnFeed
 
 
 @dataclass
@@ -45,31 +44,5 @@ WorkerItem = StepStarted | TokenEvent | LaneDone | Stepped | Restarted | JobEnde
 ReplayItem = StepStarted | TextDelta | LaneDone | Stepped | Restarted | JobEnded | JobFailed
 
 
-class ReplayFeed:
-    """A thread-safe queue of replay events, drained by the UI with token runs joined per lane."""
-
-    def __init__(self) -> None:
-        self._queue: queue.SimpleQueue[WorkerItem] = queue.SimpleQueue()
-
-    def put(self, item: WorkerItem) -> None:
-        self._queue.put(item)
-
-    def drain(self) -> list[ReplayItem]:
-        """Everything queued so far, in order, with each run of token events joined into one delta per lane."""
-        items: list[ReplayItem] = []
-        pending: dict[str, TextDelta] = {}
-        while True:
-            try:
-                item = self._queue.get_nowait()
-            except queue.Empty:
-                break
-            if isinstance(item, TokenEvent):
-                delta = pending.setdefault(item.lane, TextDelta(item.lane, "", 0))
-                delta.text += item.text
-                delta.tokens += 1
-                continue
-            items.extend(pending.values())
-            pending.clear()
-            items.append(item)
-        items.extend(pending.values())
-        return items
+class ReplayFeed(TurnFeed):
+    """The chat's feed, carrying replay events too: token runs are joined per lane, everything else kept in order."""
