@@ -10,7 +10,9 @@ Parameter names and shapes follow the official adapter file exactly, so `state_d
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 import torch
 import torch.nn.functional as F
@@ -18,6 +20,8 @@ from torch import Tensor, nn
 
 from deltamem.config import BRANCHES, DeltaMemConfig
 from deltamem.scan import scan, step
+
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True)
@@ -83,8 +87,7 @@ class DeltaMemLayer(nn.Module):
         if not config.couple_lambda:
             self.lambda_proj = nn.Parameter(torch.empty(gates, d))
             self.lambda_bias = nn.Parameter(torch.empty(gates))
-        self._fused_key: tuple | None = None
-        self._fused: tuple[Tensor, Tensor] | None = None
+        self._cache: dict[str, tuple[tuple, Any]] = {}
         self.reset_parameters()
 
     # ------------------------------------------------------------------------------------------ init
@@ -123,21 +126,22 @@ class DeltaMemLayer(nn.Module):
             weight[:, :width] = (F.normalize(cols, dim=0) * cfg.online_gain).to(weight.dtype)
 
     # ---------------------------------------------------------------------------------------- pieces
-    def project(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
-        """x [B, T, d] → q, k, v [B, T, H, r] and β, λ [B, T, H, r] in x's dtype (official op order).
+    def project(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """x [B, T, d] → qk [B, T, H, r, 2] (q and k side by side), v, β, λ [B, T, H, r] in x's dtype.
 
-        One GEMM gives q, k, v and the gate logits together (`fused_projection`); tanh and the normalisation run
-        on q and k at once. Same arithmetic as projecting each apart, fewer kernels: decode calls this per token.
+        One GEMM gives q, k, v and the gate logits together (`fused_projection`, whose rows interleave q and k so
+        that they come out side by side, the layout decode's single product takes); tanh and the normalisation run
+        on q and k at once. Same arithmetic as projecting each apart (official op order), fewer kernels: decode
+        calls this per token.
         """
         cfg = self.config
         heads, rank, width = cfg.num_state_heads, cfg.rank, cfg.read_dim
         weight, bias = self.fused_projection()
         out = F.linear(x, weight, bias)
-        qk = out[..., :2 * width].unflatten(-1, (2, heads, rank))
+        qk = out[..., :2 * width].unflatten(-1, (heads, rank, 2))
         if cfg.normalize_qk:             # F.normalize(tanh(·), eps=1e-6), without its Python wrapper
             qk = torch.tanh(qk)
-            qk = qk / torch.linalg.vector_norm(qk, dim=-1, keepdim=True).clamp_min(1e-6)
-        q, k = qk.unbind(-3)
+            qk = qk / torch.linalg.vector_norm(qk, dim=-2, keepdim=True).clamp_min(1e-6)
         v = out[..., 2 * width:3 * width].unflatten(-1, (heads, rank))
         gates = torch.sigmoid(out[..., 3 * width:])
         if cfg.couple_lambda:
@@ -147,33 +151,45 @@ class DeltaMemLayer(nn.Module):
             beta, lam = (self._gates_to_rows(g) for g in gates.split(cfg.gate_dim, dim=-1))
         if cfg.state_update_mode == "no_lambda":
             lam = torch.ones_like(beta)
-        return q, k, v, beta, lam
+        return qk, v, beta, lam
 
     def fused_projection(self) -> tuple[Tensor, Tensor]:
-        """The q, k, v and gate projections stacked into one weight, with a bias that is zero except on the gates.
-
-        Cached between calls while no parameter changed: every in-place update through torch (`copy_`,
-        `load_state_dict`, an optimizer step) bumps a parameter's version and a new tensor changes its address,
-        and either rebuilds it. (Writes through `param.data` bypass the version counter: don't.) When autograd
-        records, it is rebuilt every call so that gradients reach the parameters.
-        """
+        """The q, k, v and gate projections stacked into one weight (rows of q and k interleaved), with a bias that
+        is zero except on the gates."""
         params = self._parameters                 # not getattr: nn.Module's __getattr__ is slow, and this is per token
         weights = [params["memory_q_proj"], params["memory_k_proj"], params["memory_v_proj"], params["beta_proj"]]
         biases = [params["beta_bias"]]
         if not self.config.couple_lambda:
             weights.append(params["lambda_proj"])
             biases.append(params["lambda_bias"])
-        if torch.is_grad_enabled() and any(p.requires_grad for p in weights + biases):
-            return self._stack(weights, biases)
-        key = tuple((p.data_ptr(), p._version) for p in weights + biases)
-        if self._fused_key != key:
-            self._fused = self._stack(weights, biases)
-            self._fused_key = key
-        return self._fused
 
-    def _stack(self, weights: list[Tensor], biases: list[Tensor]) -> tuple[Tensor, Tensor]:
-        zeros = biases[0].new_zeros(3 * self.config.read_dim)
-        return torch.cat(weights, dim=0), torch.cat([zeros, *biases])
+        def stack() -> tuple[Tensor, Tensor]:
+            zeros = biases[0].new_zeros(3 * self.config.read_dim)
+            qk = torch.stack(weights[:2], dim=1).flatten(0, 1)
+            return torch.cat([qk, *weights[2:]], dim=0), torch.cat([zeros, *biases])
+
+        return self._cached("projection", weights + biases, stack)
+
+    def fused_corrections(self) -> Tensor:
+        """The active branches' output projections stacked into one weight, with α/r folded in: one GEMM for all."""
+        weights = [self._parameters[f"delta_{branch}_proj"] for branch in self.config.delta_heads]
+        return self._cached("corrections", weights, lambda: torch.cat(weights, dim=0) * self.config.scaling)
+
+    def _cached(self, name: str, params: list[Tensor], build: Callable[[], _T]) -> _T:
+        """`build()`, kept between calls while none of `params` changed (decode would rebuild it per token).
+
+        Every in-place update through torch (`copy_`, `load_state_dict`, an optimizer step) bumps a parameter's
+        version and a new tensor changes its address, and either rebuilds it. (Writes through `param.data` bypass
+        the version counter: don't.) When autograd records, it is rebuilt every call so that gradients reach the
+        parameters.
+        """
+        if torch.is_grad_enabled() and any(p.requires_grad for p in params):
+            return build()
+        key = tuple((p.data_ptr(), p._version) for p in params)
+        entry = self._cache.get(name)
+        if entry is None or entry[0] != key:
+            entry = self._cache[name] = (key, build())
+        return entry[1]
 
     def _gates_to_rows(self, gate: Tensor) -> Tensor:
         """[.., G] → [.., H, r]: one gate per state row, broadcast when there is one per head."""
@@ -195,17 +211,18 @@ class DeltaMemLayer(nn.Module):
         return (torch.sigmoid(self.delta_scale_raw[index]) * self.config.delta_scale_max).to(dtype)
 
     def corrections(self, reads: Tensor) -> dict[str, Tensor]:
-        """Reads [B, T, R] (model dtype) → the low-rank corrections of every active branch."""
+        """Reads [B, T, R] (model dtype) → the low-rank corrections of every active branch (views of one GEMM)."""
+        cfg = self.config
+        stacked = F.linear(reads, self.fused_corrections())
+        sizes = [self.shape.out_features(branch) for branch in cfg.delta_heads]
         out = {}
-        reads = reads * self.config.scaling          # once for every branch: the corrections are linear in it
-        for branch in self.config.delta_heads:
-            delta = F.linear(reads, getattr(self, f"delta_{branch}_proj"))
+        for branch, delta in zip(cfg.delta_heads, stacked.split(sizes, dim=-1)):
             scale = self.branch_scale(branch, delta.dtype)
             if scale is not None:
                 delta = delta * scale
-            if branch == "o" and self.config.delta_o_rmsnorm:
+            if branch == "o" and cfg.delta_o_rmsnorm:
                 delta = F.rms_norm(delta.float(), (delta.shape[-1],), self.delta_o_rmsnorm_weight.float(),
-                                   self.config.delta_o_rmsnorm_eps).to(reads.dtype)
+                                   cfg.delta_o_rmsnorm_eps).to(reads.dtype)
             out[branch] = delta
         return out
 
@@ -216,29 +233,30 @@ class DeltaMemLayer(nn.Module):
 
         x: [B, T, d] attention input. state: [B, H, r, r] float32. written / readable: [B, T] bool, the tokens
         that write into / read from the memory; written is None when no token writes (a read-only forward needs
-        no scan). segments: [B, T] long for SSW (-1 = not written), or None for one write per token.
+        no scan); readable may be 1/0 in the state dtype instead, which spares a conversion per call. segments:
+        [B, T] long for SSW (-1 = not written), or None for one write per token.
         """
         batch, n_tok, _ = x.shape
         heads, rank = self.config.num_state_heads, self.config.rank
-        q, k, v, beta, lam = self.project(x)
+        qk, v, beta, lam = self.project(x)
         if written is None:
             new_state = state
-            reads = torch.einsum("bhij,bthj->bthi", state, q.to(state.dtype))
+            reads = torch.einsum("bhij,bthj->bthi", state, qk[..., 0].to(state.dtype))
             beta = None
         elif segments is None:
             keep, erase, write = self.coefficients(beta, lam)
             if n_tok == 1:       # decode: one step in the [B, 1, H, ...] layout, no reshaping, no scan bookkeeping
                 reads, new_state = step(*(t if t.dtype == state.dtype else t.to(state.dtype)
-                                          for t in (q, k, v, keep, erase, write)),
+                                          for t in (qk, v, keep, erase, write)),
                                         written.unsqueeze(-1), state.unsqueeze(1))
             else:
                 rows_written = written if heads == 1 else written.repeat_interleave(heads, dim=0)
-                reads, new_state = scan(*_flat_heads(state.dtype, q, k, v, keep, erase, write), rows_written,
-                                        state.flatten(0, 1))
+                reads, new_state = scan(*_flat_heads(state.dtype, *qk.unbind(-1), v, keep, erase, write),
+                                        rows_written, state.flatten(0, 1))
                 reads = reads.unflatten(0, (batch, heads)).transpose(1, 2)        # [B, T, H, r]
         else:
             new_state, beta, written = self._segment_writes(x, state, segments)
-            reads = torch.einsum("bhij,bthj->bthi", state, q.to(state.dtype))   # every token reads S_0
+            reads = torch.einsum("bhij,bthj->bthi", state, qk[..., 0].to(state.dtype))   # every token reads S_0
         reads = reads * readable[:, :, None, None]
         corrections = self.corrections(reads.flatten(2).to(x.dtype))
         return MemoryOutput(corrections, new_state.view(batch, heads, rank, rank), beta, written)
@@ -259,9 +277,9 @@ class DeltaMemLayer(nn.Module):
                                                                                                      dtype=torch.float))
         means = (sums / counts.clamp(min=1).unsqueeze(-1).to(x.dtype)).view(x.shape[0], n_seg, -1)
         present = (counts > 0).view(x.shape[0], n_seg)
-        q, k, v, beta, lam = self.project(means)
+        qk, v, beta, lam = self.project(means)
         keep, erase, write = self.coefficients(beta, lam)
-        _, new_state = scan(*_flat_heads(state.dtype, q, k, v, keep, erase, write),
+        _, new_state = scan(*_flat_heads(state.dtype, *qk.unbind(-1), v, keep, erase, write),
                             present.repeat_interleave(heads, dim=0), state.flatten(0, 1))
         return new_state, beta, present
 

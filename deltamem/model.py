@@ -73,7 +73,7 @@ class _ForwardContext:
     batch: int
     n_tok: int
     written: Tensor | None   # [B, T] bool: tokens that write into memory (None: no row writes)
-    readable: Tensor         # [B, T] bool: tokens whose attention gets corrections
+    readable: Tensor         # [B, T] 1/0 in the state dtype: tokens whose attention gets corrections
     segments: Tensor | None  # [B, T] long SSW segment ids (-1 = none), or None for token writes
 
 
@@ -203,7 +203,8 @@ class DeltaMemModel(nn.Module):
         if count:
             counted = segments >= 0 if segments is not None else written
             self._count_written(counted.sum(1))
-        context = _ForwardContext(batch, n_tok, written if any(write_rows) else None, readable, segments)
+        context = _ForwardContext(batch, n_tok, written if any(write_rows) else None,
+                                  readable.to(self.state_dtype), segments)     # a factor, converted once for all layers
         if self._mask_captured:
             self._context = context
         return context

@@ -49,15 +49,18 @@ def naive_scan(q: Tensor, k: Tensor, v: Tensor, keep: Tensor, erase: Tensor, wri
     return reads, final
 
 
-def step(q: Tensor, k: Tensor, v: Tensor, keep: Tensor, erase: Tensor, write: Tensor,
-         written: Tensor, state: Tensor) -> tuple[Tensor, Tensor]:
-    """One token for every sequence at once (decode); inputs as above with T = 1 squeezed away: [N, r].
+def step(qk: Tensor, v: Tensor, keep: Tensor, erase: Tensor, write: Tensor, written: Tensor,
+         state: Tensor) -> tuple[Tensor, Tensor]:
+    """One token for every sequence at once (decode): q and k side by side as qk [..., r, 2], the rest as above
+    with T = 1 squeezed away ([..., r]), state [..., r, r], written [...].
 
-    Any leading dimensions work ([..., r], state [..., r, r], written [...]), so a caller need not reshape. Written
-    for few kernel launches, since decode runs it once per layer per token: S q and S k come from one product,
-    the update from one fused multiply-add.
+    Any leading dimensions work, so a caller need not reshape. Written for few kernel launches, since decode runs it
+    once per layer per token: S q and S k come from one product (the layer's projection already lays q and k out
+    side by side), the update from one fused multiply-add.
     """
-    read, sk = torch.matmul(state, torch.stack([q, k], dim=-1)).unbind(-1)
+    product = torch.matmul(state, qk)
+    read, sk = product[..., 0], product[..., 1]
+    k = qk[..., 1]
     minus_coeff = torch.addcmul(write * v, erase, sk, value=-1)     # s_i ← κ_i s_i − (ε_i s_i·k − ω_i v_i) k
     updated = torch.addcmul(keep.unsqueeze(-1) * state, minus_coeff.unsqueeze(-1), k.unsqueeze(-2))
     return read, torch.where(written[..., None, None], updated, state)
@@ -67,8 +70,9 @@ def stepwise_scan(q: Tensor, k: Tensor, v: Tensor, keep: Tensor, erase: Tensor, 
                   written: Tensor, state: Tensor) -> tuple[Tensor, Tensor]:
     """`step` applied token after token: the form a decode loop gives, used for short chunks."""
     reads = []
+    qk = torch.stack([q, k], dim=-1)
     for t in range(q.shape[1]):
-        read, state = step(q[:, t], k[:, t], v[:, t], keep[:, t], erase[:, t], write[:, t], written[:, t], state)
+        read, state = step(qk[:, t], v[:, t], keep[:, t], erase[:, t], write[:, t], written[:, t], state)
         reads.append(read)
     return torch.stack(reads, dim=1), state
 

@@ -223,3 +223,24 @@ def test_a_model_without_supported_attention_is_refused() -> None:
 
     with pytest.raises(DeltaMemError, match="no attention module"):
         DeltaMemModel(torch.nn.Linear(3, 3), DeltaMemConfig())
+
+
+@torch.no_grad()
+def test_the_cached_fused_weights_follow_every_in_place_update(delta_model) -> None:
+    """Projection and correction weights are stacked once and cached; an update must never leave a stale copy."""
+    model = delta_model(delta_heads=("q", "k", "v", "o"))
+    layer = model.layers[0]
+    x = torch.randn(1, 3, layer.shape.hidden, generator=torch.Generator().manual_seed(0))
+    reads = torch.randn(1, 3, layer.config.read_dim, generator=torch.Generator().manual_seed(1))
+    layer.project(x), layer.corrections(reads)                     # fill the caches
+    layer.beta_bias.fill_(3.0)
+    layer.delta_v_proj.mul_(-2.0)
+    layer.load_state_dict({**layer.state_dict(), "delta_o_proj": torch.zeros_like(layer.delta_o_proj)})
+    beta = layer.project(x)[2]
+    expected_beta = torch.sigmoid(x @ layer.beta_proj.T + 3.0).unflatten(-1, (layer.config.num_state_heads, -1))
+    torch.testing.assert_close(beta, expected_beta.expand_as(beta))
+    out = layer.corrections(reads)
+    for branch in ("q", "k", "v", "o"):
+        weight = getattr(layer, f"delta_{branch}_proj")
+        torch.testing.assert_close(out[branch], reads @ weight.T * layer.config.scaling)
+    assert not out["o"].any()
