@@ -16,24 +16,25 @@ from deltamem import attach_adapter
 from deltamem.demo import DEMO_WINDOW
 from deltamem.demo.data import SLOTS, TRAIN_SEEDS, conversation, conversations, corpus_text, demo_shape
 from deltamem.demo.tokenizer import build_tokenizer
-from deltamem.runtime import load
 from deltamem.runtime.offline_tokenizer import byte_chatml_tokenizer
 from deltamem.shapes import random_backbone
-from deltamem.train import CHECKPOINT, CheckpointError, Episode, ListSource, TrainSettings, collate, encode, train
+from deltamem.train import (
+    CHECKPOINT,
+    CheckpointError,
+    Episode,
+    ListSource,
+    TrainSettings,
+    collate,
+    encode,
+    train,
+    write_episodes,
+)
 from deltamem.train.batch import Renderer
+from deltamem.train.trainer import build_model
 from deltamem_chat.cli import app
 from deltamem_chat.transcripts import is_hit, load_transcript
 
-ROOT = Path(__file__).resolve().parent.parent
-DEMO_TRANSCRIPTS = sorted((ROOT / "transcripts").glob("demo_*.jsonl"))
 
-
-@pytest.fixture(scope="module")
-def demo_model():
-    return load("demo", device="cpu")
-
-
-# ------------------------------------------------------------------------------------------------ shipped demo
 # --------------------------------------------------------------------------------------------- generator, CLI
 def test_generator_is_seeded_and_the_newest_value_wins() -> None:
     assert conversation(7) == conversation(7) and conversation(7) != conversation(8)
@@ -71,8 +72,31 @@ def test_train_help_documents_every_option() -> None:
     result = CliRunner().invoke(app, ["train", "--help"], env={"COLUMNS": "200"})
     assert result.exit_code == 0
     for option in ("--base", "--data", "--out", "--steps", "--lr", "--batch", "--seed", "--device", "--dtype",
-                   "--resume", "--checkpoint-every", "--window"):
+                   "--resume", "--checkpoint-every", "--window", "--init"):
         assert option in result.output
+
+
+def test_train_cli_trains_from_an_episodes_file_and_resumes(tiny_model_dirs, tmp_path: Path) -> None:
+    base, _ = tiny_model_dirs
+    episodes = tmp_path / "episodes.jsonl"
+    write_episodes(_toy_episodes(), episodes)
+    out = tmp_path / "adapter"
+    common = ["train", "--base", str(base), "--data", str(episodes), "--steps", "4", "--batch", "2", "--device", "cpu",
+              "--window", "24,full", "--checkpoint-every", "2"]
+    args = [*common, "--out", str(out)]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert {"delta_mem_config.json", "delta_mem_adapter.pt", "delta_mem_adapter.safetensors", CHECKPOINT,
+            "train_log.json"} <= {p.name for p in out.iterdir()}
+    again = CliRunner().invoke(app, [*args, "--resume", "--lr", "0.1"])
+    assert again.exit_code != 0 and "lr" in again.output
+    missing = CliRunner().invoke(app, ["train", "--base", str(base), "--data", str(tmp_path / "nope.jsonl"), "--out",
+                                       str(out)])
+    assert missing.exit_code != 0 and "no such file" in " ".join(missing.output.split())
+    no_init = CliRunner().invoke(app, [*common, "--out", str(tmp_path / "next"), "--init", str(tmp_path / "none")])
+    assert no_init.exit_code != 0 and "none" in no_init.output and "Traceback" not in no_init.output, no_init.output
+    continued = CliRunner().invoke(app, [*common, "--out", str(tmp_path / "next"), "--init", str(out)])
+    assert continued.exit_code == 0, continued.output
 
 
 # ------------------------------------------------------------------------------------------------ training
@@ -152,3 +176,21 @@ def test_windowed_batches_mask_what_the_app_would_not_show() -> None:
     assert (batch.attention_mask[1, 0, -1] == 0).all(), "the full-context row sees everything before it"
     seen = sum(len(renderer.message(*episode.messages[i])) for i in windowed.sees[-1])
     assert seen + len(renderer.message("user", episode.question)) <= DEMO_WINDOW
+
+
+def test_attention_init_starts_the_memory_as_each_layers_value_output_circuit(tmp_path: Path) -> None:
+    backbone = random_backbone("tiny", attn="sdpa", seed=1)
+    model = build_model(backbone, TrainSettings(out=tmp_path, ov_init=0.5))
+    for name, layer in zip(model.layer_names, model.layers):
+        attention = backbone.get_submodule(name)
+        heads = attention.o_proj.weight.shape[1] // attention.head_dim
+        kv_heads = attention.v_proj.weight.shape[0] // attention.head_dim
+        value = attention.v_proj.weight.view(kv_heads, attention.head_dim, -1)
+        value = value.repeat_interleave(heads // kv_heads, dim=0).reshape(heads * attention.head_dim, -1)
+        left, singular, right = torch.linalg.svd(attention.o_proj.weight @ value)
+        rank = layer.memory_v_proj.shape[0]
+        best = left[:, :rank] @ torch.diag(singular[:rank]) @ right[:rank]
+        torch.testing.assert_close(layer.delta_o_proj @ layer.memory_v_proj, 0.5 * best, atol=1e-5, rtol=1e-4)
+        assert torch.equal(layer.memory_q_proj, layer.memory_k_proj)
+    official = build_model(random_backbone("tiny", attn="sdpa", seed=1), TrainSettings(out=tmp_path, ov_init=0.0))
+    assert not torch.equal(official.layers[0].memory_q_proj, official.layers[0].memory_k_proj)

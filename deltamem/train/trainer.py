@@ -33,7 +33,7 @@ from deltamem.train.episodes import Episode, EpisodeSource, step_rng
 
 #: Settings that change the numbers; a resumed run must match them (the rest, e.g. where to save, may differ).
 _RESUME_KEYS = ("steps", "lr", "batch", "seed", "dtype", "windows", "warmup", "min_lr_ratio", "weight_decay",
-                "clip", "config", "init", "tie_qk_init")
+                "clip", "config", "init", "ov_init")
 
 #: The released δ-mem settings (TSW, rank 8, α 16, corrections on q and o, β bias −1.5), init from the base.
 RELEASED_CONFIG = {"output_init": "base_slice_fixed", "delta_heads": ["q", "o"]}
@@ -41,7 +41,12 @@ RELEASED_CONFIG = {"output_init": "base_slice_fixed", "delta_heads": ["q", "o"]}
 
 @dataclass(frozen=True)
 class TrainSettings:
-    """One training run. `windows`: read windows in tokens (None = whole history); each episode draws one."""
+    """One training run.
+
+    `windows`: read windows in tokens (None = whole history), each episode draws one. `config`: the δ-mem config of
+    a fresh adapter (official keys). `init`: an adapter folder to start from instead (its own config applies), e.g.
+    the previous stage of a curriculum. `ov_init`: scale of `attention_init` for a fresh adapter (0: official init).
+    """
 
     out: Path
     steps: int = 600
@@ -58,7 +63,7 @@ class TrainSettings:
     formats: tuple[str, ...] = ("pt", "safetensors")
     config: dict = field(default_factory=lambda: dict(RELEASED_CONFIG))
     init: Path | None = None
-    tie_qk_init: bool = False
+    ov_init: float = 0.1
 
     def to_json(self, dtype: torch.dtype | None = None) -> dict:
         """The settings as JSON, with the dtype the backbone runs in (it changes the numbers too)."""
@@ -146,11 +151,35 @@ def build_model(backbone: torch.nn.Module, settings: TrainSettings) -> DeltaMemM
         warnings.simplefilter("ignore", OffTrainedDefaultsWarning)
         config = DeltaMemConfig.from_dict(dict(settings.config), source="training config", warn=False)
     model = DeltaMemModel(backbone.eval(), config)
-    if settings.tie_qk_init:
-        with torch.no_grad():
-            for layer in model.layers:
-                layer.memory_q_proj.copy_(layer.memory_k_proj)
+    if settings.ov_init > 0:
+        attention_init(model, settings.ov_init)
     return model
+
+
+@torch.no_grad()
+def attention_init(model: DeltaMemModel, scale: float) -> None:
+    """Start the memory as a copy of each layer's own attention: why the adapter learns in tens of steps, not hundreds.
+
+    `delta_o_proj · memory_v_proj` becomes the rank-r truncation of the layer's summed value-output circuit (times
+    `scale`), and `memory_q_proj` starts equal to `memory_k_proj`, so a first read is a positively weighted average
+    of what was written, passed through the circuit the backbone already uses to copy what it attends to. With the
+    official init the reads start as random-signed mixtures and the adapter sat at chance for 250 steps or more
+    even on one-fact chats (measured on the demo).
+    """
+    for name, layer in zip(model.layer_names, model.layers):
+        attention = model.backbone.get_submodule(name)
+        out, value = attention.o_proj.weight.float(), attention.v_proj.weight.float()
+        head_dim = attention.head_dim
+        heads, groups = out.shape[1] // head_dim, value.shape[0] // head_dim
+        circuit = sum(out[:, h * head_dim:(h + 1) * head_dim]
+                      @ value[(h * groups // heads) * head_dim:(h * groups // heads + 1) * head_dim]
+                      for h in range(heads))
+        left, singular, right = torch.linalg.svd(circuit)
+        rank = layer.memory_v_proj.shape[0]
+        root = (singular[:rank] * scale).sqrt()
+        layer.memory_v_proj.copy_(root[:, None] * right[:rank])
+        layer.delta_o_proj.copy_(left[:, :rank] * root[None, :])
+        layer.memory_q_proj.copy_(layer.memory_k_proj)
 
 
 def train(backbone: torch.nn.Module, tokenizer, source: EpisodeSource, settings: TrainSettings, *,
@@ -252,5 +281,5 @@ def _mean(values: Sequence[float]) -> float:
     return sum(values) / len(values) if values else float("nan")
 
 
-__all__ = ["RELEASED_CONFIG", "TrainResult", "TrainSettings", "answer_accuracy", "answer_loss", "build_model",
-           "lr_at", "make_batch", "train"]
+__all__ = ["RELEASED_CONFIG", "TrainResult", "TrainSettings", "answer_accuracy", "answer_loss", "attention_init",
+           "build_model", "lr_at", "make_batch", "train"]

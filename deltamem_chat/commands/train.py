@@ -8,7 +8,9 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from deltamem.runtime.loading import MODEL_FILES, LoadError, choose_runtime, resolve
+from deltamem.adapter import AdapterError
+from deltamem.config import ConfigError
+from deltamem.runtime.loading import ALIASES, MODEL_FILES, LoadError, choose_runtime, resolve
 from deltamem.train import (
     CheckpointError,
     Episode,
@@ -99,13 +101,13 @@ def register(app: typer.Typer) -> None:
                                              "(same settings required).")] = False,
         checkpoint_every: Annotated[int, typer.Option("--checkpoint-every", min=0, help="Save a checkpoint every N "
                                                       "steps (0: only at the end).")] = 100,
+        init: Annotated[Path | None, typer.Option("--init", help="Start from this adapter folder (e.g. an earlier "
+                                                  "stage of a curriculum) instead of a fresh adapter.")] = None,
     ) -> None:
         """Train a δ-mem adapter (released settings: rank 8, q/o corrections) on a frozen base model."""
         windows = parse_windows(window)
         try:
             choice = choose_runtime(device, dtype, "sdpa")
-            from deltamem.runtime.loading import ALIASES
-
             spec = ALIASES[base].base if base in ALIASES else base
             folder = resolve(spec, "base model", MODEL_FILES)
             source = episode_source(data, seed)
@@ -119,10 +121,10 @@ def register(app: typer.Typer) -> None:
         except (OSError, ValueError) as exc:
             raise fail(f"base model {spec} could not be loaded ({str(exc).splitlines()[0]})") from None
         settings = TrainSettings(out=out, steps=steps, lr=lr, batch=batch, seed=seed, windows=windows, resume=resume,
-                                 checkpoint_every=checkpoint_every)
+                                 checkpoint_every=checkpoint_every, init=init)
         console = Console(stderr=True)
         try:
             result = train(backbone.to(choice.device), tokenizer, source, settings, console=console)
-        except (CheckpointError, TemplateError) as exc:
+        except (CheckpointError, TemplateError, AdapterError, ConfigError) as exc:
             raise fail(str(exc)) from None
         console.print(f"adapter: {out} (final loss {result.losses[-1]:.3f})")
