@@ -32,6 +32,7 @@ from deltamem.runtime import (
     WriteBudget,
     choose_runtime,
 )
+from deltamem.runtime.loading import Alias
 from deltamem.runtime.offline_tokenizer import byte_chatml_tokenizer
 from deltamem.shapes import random_backbone, randomize_adapter
 from deltamem_chat.tui import BudgetMeter, DeltaMemChatApp, LanePane, run_chat
@@ -144,9 +145,9 @@ class ScriptedEngine:
 class RecordingApp(DeltaMemChatApp):
     """The app, keeping every notification so tests can read them."""
 
-    def __init__(self, engine: object, max_new_tokens: int = 24) -> None:
+    def __init__(self, engine: object, max_new_tokens: int = 24, intro: str | None = None) -> None:
         super().__init__(engine, title_info=INFO, identity=IDENTITY,  # type: ignore[arg-type]
-                         settings=GenerationSettings(max_new_tokens=max_new_tokens))
+                         settings=GenerationSettings(max_new_tokens=max_new_tokens), intro=intro)
         self.notes: list[tuple[str, str]] = []
 
     def notify(self, message: str, **kwargs: object) -> None:
@@ -192,6 +193,10 @@ def meter(app: DeltaMemChatApp) -> BudgetMeter:
 
 def replies(pane: LanePane) -> list[str]:
     return [reply.text for reply in pane.query(".reply").results()]  # type: ignore[attr-defined]
+
+
+def notes(pane: LanePane) -> list[str]:
+    return [str(note.render()) for note in pane.query(".note").results()]  # type: ignore[attr-defined]
 
 
 # -------------------------------------------------------------------------------------- tiny engine
@@ -257,6 +262,21 @@ def test_reset_memory_zeroes_the_meter_and_new_conversation_clears_the_panes() -
         await pilot.pause()
         assert all(not replies(pane) for pane in app.panes.values())
         assert all(not lane.messages for lane in engine.lanes.values())
+
+    run(app, scenario)
+
+
+def test_the_intro_shows_whenever_a_conversation_starts_empty() -> None:
+    engine = tiny_engine()
+    app = RecordingApp(engine, max_new_tokens=4, intro="facts fall out of a 48-token window")
+
+    async def scenario(pilot: Pilot) -> None:
+        await pilot.pause()
+        assert all(notes(pane) == ["facts fall out of a 48-token window"] for pane in app.panes.values())
+        await say(pilot, "hi")
+        await pilot.press("ctrl+n")
+        await pilot.pause()
+        assert all(notes(pane) == ["facts fall out of a 48-token window"] for pane in app.panes.values())
 
     run(app, scenario)
 
@@ -407,6 +427,18 @@ def test_run_chat_builds_the_engine_and_the_app(monkeypatch: pytest.MonkeyPatch)
     assert app.engine.policy == ContextPolicy(256) and not app.engine.batched
     assert app.identity == SessionIdentity("base/x", "adapter/y") and app.settings.max_new_tokens == 3
     assert app.info == {"models": "base/x + adapter/y", "device": "cpu · float32 · sdpa", "policy": "window:256"}
+    assert app.intro is None
+
+
+def test_run_chat_shows_an_aliases_intro_only_under_its_own_context(monkeypatch: pytest.MonkeyPatch) -> None:
+    engine = tiny_engine()
+    alias = Alias("toy", "base/x", "adapter/y", "a toy", context="window:48", intro="only δ-mem remembers")
+    loaded = LoadedModel(engine.model, engine.tokenizer, "toy base", "toy adapter", choose_runtime("cpu"), alias)
+    started: list[DeltaMemChatApp] = []
+    monkeypatch.setattr(DeltaMemChatApp, "run", lambda app: started.append(app))
+    run_chat(loaded, ContextPolicy(48), GenerationSettings(max_new_tokens=3))
+    run_chat(loaded, ContextPolicy(None), GenerationSettings(max_new_tokens=3))
+    assert [app.intro for app in started] == ["only δ-mem remembers", None]
 
 
 def test_feed_joins_token_runs_per_lane_in_order() -> None:

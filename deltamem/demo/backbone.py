@@ -173,6 +173,8 @@ def save_backbone(model, tokenizer, folder: str | Path, settings: BackboneSettin
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     model.save_pretrained(folder, safe_serialization=True)
     tokenizer.save_pretrained(folder, save_jinja_files=False)
+    for path in folder.iterdir():
+        path.chmod(0o644)                # package data: readable by everyone, like the files around it
     return folder
 
 

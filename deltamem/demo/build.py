@@ -23,12 +23,11 @@ import torch
 from rich.console import Console
 
 from deltamem.demo import DEMO_WINDOW
-from deltamem.demo.adapter import adapter_settings, make_episode
+from deltamem.demo.adapter import STAGES, train_adapter
 from deltamem.demo.backbone import BackboneSettings, save_backbone, train_backbone
 from deltamem.demo.data import conversations, corpus_text, demo_shape
 from deltamem.demo.tokenizer import build_tokenizer
 from deltamem.files import atomic_write_text
-from deltamem.train import GeneratedSource, train
 from deltamem.train.batch import Renderer
 from deltamem.train.episodes import Episode
 from deltamem.train.trainer import answer_accuracy
@@ -61,11 +60,10 @@ def build(out: Path, backbone_settings: BackboneSettings, adapter_steps: int, se
     base_dir, adapter_dir = out / "base", out / "adapter"
     save_backbone(backbone, tokenizer, base_dir, backbone_settings)
     with tempfile.TemporaryDirectory(prefix="deltamem-demo-") as work:
-        settings = adapter_settings(Path(work), adapter_steps, seed)
-        result = train(backbone, tokenizer, GeneratedSource(make_episode, seed), settings, console=console)
+        result = train_adapter(backbone, tokenizer, Path(work), adapter_steps, seed, console)
         adapter_dir.mkdir(parents=True, exist_ok=True)
         for name in ADAPTER_FILES:
-            shutil.copyfile(Path(work) / name, adapter_dir / name)
+            shutil.copyfile(Path(work) / f"stage{len(STAGES)}" / name, adapter_dir / name)
     _package(out, "The demo model's files")
     _package(base_dir, "The demo backbone: a transformers model folder")
     _package(adapter_dir, "The demo δ-mem adapter")
@@ -75,7 +73,9 @@ def build(out: Path, backbone_settings: BackboneSettings, adapter_steps: int, se
                 answer_accuracy(model, renderer, episodes, window, memory=lane == "delta")
                 for lane in ("frozen", "delta") for window in (DEMO_WINDOW, None)}
     record = {
-        "backbone": asdict(backbone_settings), "adapter": settings.to_json(torch.float32) | {"out": None},
+        "backbone": asdict(backbone_settings),
+        "adapter": {"steps": adapter_steps, "stages": [{"name": st.name, "windows": list(st.windows), "share": st.share}
+                                                       for st in STAGES]},
         "seconds": {"backbone": round(backbone_s, 1), "total": round(total_s, 1)},
         "threads": torch.get_num_threads(), "torch": torch.__version__,
         "held_out": {"seeds": [EVAL_SEED, EVAL_SEED + EVAL_COUNT - 1], "window": DEMO_WINDOW,
@@ -94,7 +94,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0, help="seed of every random choice (default 0)")
     parser.add_argument("--backbone-steps", type=int, default=BackboneSettings.steps,
                         help=f"backbone training steps (default {BackboneSettings.steps})")
-    parser.add_argument("--adapter-steps", type=int, default=600, help="adapter training steps (default 600)")
+    parser.add_argument("--adapter-steps", type=int, default=1200,
+                        help="adapter training steps, all curriculum stages together (default 1200)")
     args = parser.parse_args(argv)
     console = Console(stderr=True)
     settings = BackboneSettings(steps=args.backbone_steps, seed=args.seed)

@@ -20,7 +20,12 @@ TRAIN_SEEDS = 1_000_000
 
 @dataclass(frozen=True)
 class Slot:
-    """One kind of personal fact: its values, how it is stated, changed and asked, and the answer sentence."""
+    """One kind of personal fact: its values, how it is stated, changed and asked, and the answer sentence.
+
+    Every answer's last word before the value is its own ("called", "named", "colour", "eating", …): the memory
+    is read at that word, and in the first layer a word shared by several answers ("is") cannot say which fact to
+    recall. With "is" before six of the values those six were recalled 17–28 % of the time, the others 55–91 %.
+    """
 
     key: str
     values: tuple[str, ...]
@@ -39,12 +44,12 @@ SLOTS: tuple[Slot, ...] = (
                         "sam tina victor wendy yusuf zara hugo"),
          ("my name is {v}.", "hello, i am {v}.", "you can call me {v}."),
          ("actually, please call me {v} from now on.",),
-         ("what is my name?", "who am i?"), "your name is {v}."),
+         ("what is my name?", "who am i?"), "you are {v}."),
     Slot("friend", _words("alice bruno carmen dmitri elena frank gina harold ines jonas laura marco nina oscar "
                           "petra quentin ruth simon tomas ursula vera walter xenia yara"),
          ("my best friend is {v}.", "my best friend is called {v}."),
          ("these days my best friend is {v}.",),
-         ("who is my best friend?",), "your best friend is {v}."),
+         ("who is my best friend?",), "you are best friends with {v}."),
     Slot("city", _words("paris london berlin madrid rome vienna lisbon dublin oslo prague warsaw athens cairo "
                         "tokyo seoul lima quito boston denver chicago toronto sydney nairobi mumbai"),
          ("i live in {v}.", "my home is in {v}."),
@@ -54,7 +59,7 @@ SLOTS: tuple[Slot, ...] = (
                            "chile peru mexico canada ireland scotland portugal"),
          ("i grew up in {v}.", "i was raised in {v}."),
          ("sorry, i was wrong before, i grew up in {v}.",),
-         ("where did i grow up?",), "you grew up in {v}."),
+         ("where did i grow up?", "which country am i from?"), "you come from {v}."),
     Slot("dog", _words("rex buddy max rocky duke bella daisy luna milo bailey charlie biscuit pepper rusty scout "
                        "ziggy rufus teddy nala shadow"),
          ("my dog is called {v}.", "i have a dog named {v}."),
@@ -64,17 +69,17 @@ SLOTS: tuple[Slot, ...] = (
                        "pumpkin mocha sooty willow jasper hazel"),
          ("my cat is called {v}.", "i have a cat named {v}."),
          ("we adopted a new cat, she is called {v}.",),
-         ("what is my cat called?", "what is the name of my cat?"), "your cat is called {v}."),
+         ("what is my cat called?", "what is the name of my cat?"), "your cat is named {v}."),
     Slot("colour", _words("red blue green yellow purple orange pink black white grey brown silver gold violet "
                           "teal navy"),
          ("my favourite colour is {v}.", "i love the colour {v}."),
          ("i changed my mind, my favourite colour is {v} now.",),
-         ("what is my favourite colour?",), "your favourite colour is {v}."),
+         ("what is my favourite colour?",), "you like the colour {v}."),
     Slot("number", tuple(str(n) for n in (3, 5, 7, 8, 9, 11, 12, 13, 14, 17, 19, 21, 23, 27, 31, 33, 37, 42, 47,
                                           51, 64, 77, 88, 99)),
          ("my lucky number is {v}.",),
          ("my new lucky number is {v}.",),
-         ("what is my lucky number?",), "your lucky number is {v}."),
+         ("what is my lucky number?",), "you said your lucky number was {v}."),
     Slot("job", _words("teacher nurse baker pilot farmer doctor lawyer painter plumber dentist chef writer "
                        "banker builder singer dancer gardener cashier tailor soldier"),
          ("i work as a {v}.", "my job is {v}."),
@@ -84,12 +89,12 @@ SLOTS: tuple[Slot, ...] = (
                         "lasagne paella omelettes waffles kebabs chili porridge sandwiches"),
          ("my favourite food is {v}.", "i really love eating {v}."),
          ("these days my favourite food is {v}.",),
-         ("what is my favourite food?", "what food do i love?"), "your favourite food is {v}."),
+         ("what is my favourite food?", "what food do i love?"), "you love eating {v}."),
     Slot("sport", _words("tennis football golf hockey rugby cricket baseball volleyball badminton squash "
                          "swimming cycling rowing boxing skiing climbing"),
          ("i play {v} every week.", "my favourite sport is {v}."),
          ("i gave up my old sport, now i do {v}.",),
-         ("what sport do i do?", "what is my favourite sport?"), "your sport is {v}."),
+         ("what sport do i do?", "what is my favourite sport?"), "you play {v}."),
     Slot("drink", _words("tea coffee milk juice water cocoa lemonade cider smoothies espresso"),
          ("every morning i drink {v}.",),
          ("now i drink {v} every morning.",),

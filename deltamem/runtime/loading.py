@@ -14,6 +14,7 @@ from pathlib import Path
 
 import torch
 
+from deltamem import demo
 from deltamem.adapter import AdapterError, attach_adapter
 from deltamem.config import ConfigError, OffTrainedDefaultsWarning
 from deltamem.model import DeltaMemError, DeltaMemModel
@@ -32,6 +33,8 @@ class Alias:
     adapter: str | None
     note: str
     context: str = "window:1024"
+    intro: str | None = None                 # shown in the chat when a conversation starts
+    labels: tuple[str, str] | None = None    # names recorded for (base, adapter) instead of their folders
 
 
 ALIASES: dict[str, Alias] = {
@@ -40,6 +43,15 @@ ALIASES: dict[str, Alias] = {
     "qwen3-8b": Alias("qwen3-8b", "Qwen/Qwen3-8B", None, "no released adapter: pass --adapter with a local folder"),
     "smollm3-3b": Alias("smollm3-3b", "HuggingFaceTB/SmolLM3-3B", None,
                         "no released adapter: pass --adapter with a local folder"),
+    "demo": Alias(
+        "demo", str(demo.BASE_DIR), str(demo.ADAPTER_DIR),
+        "offline toy shipped in the package: a 4-layer Qwen3 with a word-level vocabulary and its δ-mem adapter, "
+        "trained here on synthetic chats", context=f"window:{demo.DEMO_WINDOW}",
+        intro=(f"demo model: the prompt keeps only the last {demo.DEMO_WINDOW} tokens (about two exchanges), so a "
+               "fact you state soon falls out of it and only the δ-mem lane can still answer. It knows a few hundred "
+               "lower-case words; others show as <unk>. Try: my dog is called rex. / i baked a cake today. / "
+               "it is raining this morning. / what is my dog called?"),
+        labels=("deltamem demo backbone", "deltamem demo adapter")),
 }
 
 ADAPTER_FILES = ["delta_mem_config.json", "delta_mem_adapter.pt", "delta_mem_adapter.safetensors"]
@@ -206,4 +218,6 @@ def load(adapter: str, base: str | None = None, *, device: str | None = None, dt
             model = attach_adapter(backbone, adapter_dir)
     except (AdapterError, ConfigError, DeltaMemError) as exc:
         raise LoadError(f"adapter {adapter_spec}: {exc}") from None
-    return LoadedModel(model, tokenizer, base_spec, adapter_spec, choice, alias)
+    names = alias.labels if alias is not None and alias.labels and base_spec == alias.base else None
+    base_name, adapter_name = names or (base_spec, adapter_spec)
+    return LoadedModel(model, tokenizer, base_name, adapter_name, choice, alias)

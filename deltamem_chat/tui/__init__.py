@@ -14,7 +14,9 @@ def run_chat(loaded: LoadedModel, policy: ContextPolicy, settings: GenerationSet
     """Open the side-by-side chat on a loaded model; returns the process exit code."""
     engine = ABEngine(loaded.model, loaded.tokenizer, policy=policy, batched=batched)
     info = {"models": f"{loaded.base} + {loaded.adapter}", "device": loaded.choice.describe(), "policy": str(policy)}
+    alias = loaded.alias
+    intro = alias.intro if alias is not None and ContextPolicy.parse(alias.context) == policy else None
     app = DeltaMemChatApp(engine, title_info=info, identity=SessionIdentity(loaded.base, loaded.adapter),
-                          settings=settings)
+                          settings=settings, intro=intro)
     app.run()
     return app.return_code or 0

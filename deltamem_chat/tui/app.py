@@ -79,15 +79,17 @@ class DeltaMemChatApp(App[None]):
     ]
 
     def __init__(self, engine: ABEngine, *, title_info: dict[str, str], identity: SessionIdentity | None,
-                 settings: GenerationSettings) -> None:
+                 settings: GenerationSettings, intro: str | None = None) -> None:
         """`title_info` is shown in order in the status bar (models, device); its `policy` follows the engine's.
 
         Without an `identity`, saving and loading sessions are refused: nothing could check a session's model.
+        `intro` is shown in both panes whenever a conversation starts empty (what the model is, what to try).
         """
         super().__init__()
         self.engine = engine
         self.identity = identity
         self.settings = settings
+        self.intro = intro
         self.info = dict(title_info) | {"policy": str(engine.policy)}
         self.frozen_on = True
         self._feed = TurnFeed()
@@ -225,6 +227,8 @@ class DeltaMemChatApp(App[None]):
         """Redraw both panes and the meter from the engine (at start, after a load or a reset)."""
         for name, pane in self.panes.items():
             pane.clear()
+            if self.intro and not self.engine.lanes[name].messages:
+                pane.add_note(self.intro)
             for message in self.engine.lanes[name].messages:
                 if message["role"] == "user":
                     pane.add_user(message["content"])

@@ -1,0 +1,1 @@
+"""The demo model's files (data only: see deltamem.demo.build)."""

@@ -1,0 +1,1 @@
+"""The demo δ-mem adapter (data only: see deltamem.demo.build)."""

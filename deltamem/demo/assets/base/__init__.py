@@ -1,0 +1,1 @@
+"""The demo backbone: a transformers model folder (data only: see deltamem.demo.build)."""
