@@ -138,9 +138,13 @@ def test_models_lists_the_aliases(monkeypatch, tmp_path: Path) -> None:
     monkeypatch.setenv("COLUMNS", "220")
     result = CliRunner().invoke(app, ["models"])
     assert result.exit_code == 0
-    for alias in ("qwen3-4b", "qwen3-8b", "smollm3-3b"):
+    for alias in ("qwen3-4b", "qwen3-8b", "smollm3-3b", "demo"):
         assert alias in result.output
     assert "declare-lab/delta-mem_qwen3_4b-instruct" in result.output
+    demo_row = next(line for line in result.output.splitlines() if "│ demo " in line)
+    assert "deltamem demo backbone" in demo_row and "in package" in demo_row
+    shipped = CliRunner().invoke(app, ["download", "demo"])
+    assert shipped.exit_code == 0 and "nothing to download" in shipped.output
 
 
 def test_download_of_an_unknown_alias_is_refused() -> None:

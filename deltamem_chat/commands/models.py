@@ -22,13 +22,18 @@ def register(app: typer.Typer) -> None:
 
     @app.command()
     def models() -> None:
-        """List the model aliases and whether each is already in the local hub cache."""
+        """List the model aliases and whether each is already here (in the hub cache, or shipped in the package)."""
         out = Console()
         table = Table(title="Aliases (use with --adapter)")
         for column in ("alias", "base model", "adapter", "cached"):
             table.add_column(column, overflow="fold")
         table.add_column("note", ratio=1)
         for alias in ALIASES.values():
+            if alias.labels:                     # shipped in the package: local folders, named rather than shown
+                folders = [alias.base] + ([alias.adapter] if alias.adapter else [])
+                here = "in package" if all(Path(f).is_dir() for f in folders) else "missing"
+                table.add_row(alias.name, alias.labels[0], alias.labels[1], here, alias.note)
+                continue
             repos = [alias.base] + ([alias.adapter] if alias.adapter else [])
             cached = "yes" if all(is_cached(r) for r in repos) else "no"
             table.add_row(alias.name, alias.base, alias.adapter or "—", cached, alias.note)
@@ -43,6 +48,9 @@ def register(app: typer.Typer) -> None:
             raise fail(f"unknown alias {alias!r}: choose one of {', '.join(ALIASES)}")
         entry = ALIASES[alias]
         out = Console()
+        if entry.labels:
+            out.print(f"{alias} ships inside the package: there is nothing to download")
+            return
         try:
             if entry.adapter:
                 out.print(f"adapter {entry.adapter}: {download(entry.adapter, 'adapter', ADAPTER_FILES)}")
