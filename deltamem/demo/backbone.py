@@ -17,12 +17,12 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from torch import Tensor
 
 from deltamem.demo import DEMO_WINDOW
 from deltamem.demo.data import TRAIN_SEEDS, Conversation, Shape, conversation, demo_shape
 from deltamem.train.batch import Renderer
+from deltamem.train.trainer import training_progress
 
 
 @dataclass(frozen=True)
@@ -142,11 +142,8 @@ def train_backbone(tokenizer, settings: BackboneSettings, *, console: Console | 
     optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": settings.weight_decay},
                                    {"params": rest, "weight_decay": 0.0}], lr=settings.lr, betas=(0.9, 0.95))
     rng = random.Random(settings.seed)
-    console = console or Console(stderr=True)
-    columns = (TextColumn("[bold]training backbone[/]"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-               TimeRemainingColumn(), TextColumn("{task.fields[status]}"))
     recent: list[float] = []
-    with Progress(*columns, console=console, disable=console.quiet) as progress:
+    with training_progress("training backbone", console) as progress:
         task = progress.add_task("backbone", total=settings.steps, status="")
         for step in range(settings.steps):
             ids, weights, mask = _batch(renderer, draw(rng, step, settings), settings, tokenizer.pad_token_id)

@@ -182,6 +182,14 @@ def attention_init(model: DeltaMemModel, scale: float) -> None:
         layer.memory_q_proj.copy_(layer.memory_k_proj)
 
 
+def training_progress(label: str, console: Console | None = None) -> Progress:
+    """The progress bar of a training run: steps done, time elapsed and left, and a `status` field (the loss)."""
+    console = console or Console(stderr=True)
+    columns = (TextColumn(f"[bold]{label}[/]"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+               TimeRemainingColumn(), TextColumn("{task.fields[status]}"))
+    return Progress(*columns, console=console, disable=console.quiet)
+
+
 def train(backbone: torch.nn.Module, tokenizer, source: EpisodeSource, settings: TrainSettings, *,
           console: Console | None = None, log: Callable[[int, float, float], None] | None = None) -> TrainResult:
     """Train an adapter for `backbone` on `source`; save it (official format) and checkpoints under `settings.out`.
@@ -204,10 +212,7 @@ def train(backbone: torch.nn.Module, tokenizer, source: EpisodeSource, settings:
     if settings.resume and checkpoint.exists():
         start, losses, accuracy = _resume(checkpoint, record, settings.steps, names, masters, optimizer)
         _copy(masters, runtime)
-    console = console or Console(stderr=True)
-    columns = (TextColumn("[bold]training adapter[/]"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-               TimeRemainingColumn(), TextColumn("{task.fields[status]}"))
-    with Progress(*columns, console=console, disable=console.quiet) as progress:
+    with training_progress("training adapter", console) as progress:
         task = progress.add_task("train", total=settings.steps, completed=start, status="")
         for step in range(start, settings.steps):
             loss, acc = _step(model, renderer, source, settings, step, masters, runtime, optimizer, pad_id, dtype)
@@ -282,4 +287,4 @@ def _mean(values: Sequence[float]) -> float:
 
 
 __all__ = ["RELEASED_CONFIG", "TrainResult", "TrainSettings", "answer_accuracy", "answer_loss", "attention_init",
-           "build_model", "lr_at", "make_batch", "train"]
+           "build_model", "lr_at", "make_batch", "train", "training_progress"]

@@ -29,13 +29,12 @@ def register(app: typer.Typer) -> None:
             table.add_column(column, overflow="fold")
         table.add_column("note", ratio=1)
         for alias in ALIASES.values():
+            sources = [alias.base] + ([alias.adapter] if alias.adapter else [])
             if alias.labels:                     # shipped in the package: local folders, named rather than shown
-                folders = [alias.base] + ([alias.adapter] if alias.adapter else [])
-                here = "in package" if all(Path(f).is_dir() for f in folders) else "missing"
+                here = "in package" if all(Path(f).is_dir() for f in sources) else "missing"
                 table.add_row(alias.name, alias.labels[0], alias.labels[1], here, alias.note)
                 continue
-            repos = [alias.base] + ([alias.adapter] if alias.adapter else [])
-            cached = "yes" if all(is_cached(r) for r in repos) else "no"
+            cached = "yes" if all(is_cached(r) for r in sources) else "no"
             table.add_row(alias.name, alias.base, alias.adapter or "—", cached, alias.note)
         out.print(table)
 
