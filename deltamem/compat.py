@@ -35,11 +35,14 @@ def crop_cache(cache: Any, keep: int) -> None:
 
 
 def new_cache(model: nn.Module) -> Any:
-    """An empty dynamic KV cache for this model."""
+    """An empty dynamic KV cache for this model whose full-attention layers append in place (`deltamem.kv_cache`)."""
     from transformers import DynamicCache
+
+    from deltamem.kv_cache import grow_in_place
 
     config = getattr(getattr(model, "backbone", model), "config", None)
     try:
-        return DynamicCache(config=config)
+        cache = DynamicCache(config=config)
     except TypeError:
-        return DynamicCache()
+        cache = DynamicCache()
+    return grow_in_place(cache)
