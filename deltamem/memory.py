@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from deltamem.config import BRANCHES, DeltaMemConfig
-from deltamem.scan import scan, step
+from deltamem.scan import coupled_update, scan, update
 
 _T = TypeVar("_T")
 
@@ -62,6 +62,47 @@ class MemoryOutput:
     def beta_mean(self) -> Tensor | None:
         """[B] mean β over the tokens each row wrote (0 where none); None when nothing was written."""
         return None if self.beta is None else masked_mean(self.beta, self.written)
+
+
+@dataclass
+class PendingWrite:
+    """One decoded token's write, held back after its read so that the writes of all layers run as one batch.
+
+    Leading dimensions [..., B]: one layer's write has none before B, a stack of layers has one.
+    """
+
+    product: Tensor   # [..., B, H, r, 2] S q and S k from the state the token read (state dtype)
+    qk: Tensor        # [..., B, H, r, 2] normalised q and k (state dtype)
+    raw: Tensor       # [..., B, P] the fused projection's output, from which v and the gates come
+
+    @classmethod
+    def stack(cls, writes: list[PendingWrite]) -> PendingWrite:
+        return cls(*(torch.stack([getattr(w, name) for w in writes]) for name in ("product", "qk", "raw")))
+
+
+@dataclass
+class ReadCorrections:
+    """Decode's corrections before their last product: each projection's hook adds reads · W_branchᵀ to its output
+    with one `addmm`, instead of a GEMM for all branches, a split and an add per branch."""
+
+    reads: Tensor                 # [B, R] in the model dtype
+    weights: dict[str, Tensor]    # branch → [R, out], transposed, with α/r folded in
+
+    def add_to(self, branch: str, output: Tensor) -> Tensor:
+        """output [B, 1, out] + the correction; in place when autograd is off (the output is the hook's own)."""
+        flat = output.view(-1, output.shape[-1])
+        if torch.is_grad_enabled():
+            return torch.addmm(flat, self.reads, self.weights[branch]).view(output.shape)
+        flat.addmm_(self.reads, self.weights[branch])
+        return output
+
+    def delta(self, branch: str) -> Tensor:
+        return (self.reads @ self.weights[branch]).unsqueeze(1)
+
+
+#: What decode multiplies by: the fused projection and its bias, the fused corrections, and the corrections per
+#: branch when nothing but the product stands between the reads and the outputs (else None).
+DecodeWeights = tuple[Tensor, Tensor, Tensor, dict[str, Tensor] | None]
 
 
 class DeltaMemLayer(nn.Module):
@@ -126,32 +167,39 @@ class DeltaMemLayer(nn.Module):
             weight[:, :width] = (F.normalize(cols, dim=0) * cfg.online_gain).to(weight.dtype)
 
     # ---------------------------------------------------------------------------------------- pieces
-    def project(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        """x [B, T, d] → qk [B, T, H, r, 2] (q and k side by side), v, β, λ [B, T, H, r] in x's dtype.
+    def project(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor | None]:
+        """x [B, T, d] → qk [B, T, H, r, 2] (q and k side by side), v, β, λ [B, T, H, r] in x's dtype; λ is None
+        when coupled (λ = 1 − β, left to `coefficients`, which decode does without).
 
         One GEMM gives q, k, v and the gate logits together (`fused_projection`, whose rows interleave q and k so
-        that they come out side by side, the layout decode's single product takes); tanh and the normalisation run
-        on q and k at once. Same arithmetic as projecting each apart (official op order), fewer kernels: decode
-        calls this per token.
+        that they come out side by side, the layout of decode's single product); tanh and the normalisation run
+        on q and k at once. Same arithmetic as projecting each apart (official op order), fewer kernels.
         """
+        out = F.linear(x, *self.fused_projection())
+        return self._qk(out), *self._values_and_gates(out)
+
+    def _qk(self, out: Tensor) -> Tensor:
+        """The projection's output [..., P] → normalised q and k side by side [..., H, r, 2]."""
         cfg = self.config
-        heads, rank, width = cfg.num_state_heads, cfg.rank, cfg.read_dim
-        weight, bias = self.fused_projection()
-        out = F.linear(x, weight, bias)
-        qk = out[..., :2 * width].unflatten(-1, (heads, rank, 2))
+        qk = out[..., :2 * cfg.read_dim].view(*out.shape[:-1], cfg.num_state_heads, cfg.rank, 2)
         if cfg.normalize_qk:             # F.normalize(tanh(·), eps=1e-6), without its Python wrapper
             qk = torch.tanh(qk)
             qk = qk / torch.linalg.vector_norm(qk, dim=-2, keepdim=True).clamp_min(1e-6)
-        v = out[..., 2 * width:3 * width].unflatten(-1, (heads, rank))
+        return qk
+
+    def _values_and_gates(self, out: Tensor) -> tuple[Tensor, Tensor, Tensor | None]:
+        """The projection's output [..., P] → v, β, λ [..., H, r] (λ None when coupled)."""
+        cfg = self.config
+        width = cfg.read_dim
+        v = out[..., width * 2:width * 3].unflatten(-1, (cfg.num_state_heads, cfg.rank))
         gates = torch.sigmoid(out[..., 3 * width:])
         if cfg.couple_lambda:
-            beta = self._gates_to_rows(gates)
-            lam = 1 - beta
+            beta, lam = self._gates_to_rows(gates), None
         else:
             beta, lam = (self._gates_to_rows(g) for g in gates.split(cfg.gate_dim, dim=-1))
         if cfg.state_update_mode == "no_lambda":
             lam = torch.ones_like(beta)
-        return qk, v, beta, lam
+        return v, beta, lam
 
     def fused_projection(self) -> tuple[Tensor, Tensor]:
         """The q, k, v and gate projections stacked into one weight (rows of q and k interleaved), with a bias that
@@ -197,8 +245,10 @@ class DeltaMemLayer(nn.Module):
         gate = gate.unflatten(-1, (cfg.num_state_heads, -1))
         return gate if cfg.rankwise_gates else gate.expand(*gate.shape[:-1], cfg.rank)
 
-    def coefficients(self, beta: Tensor, lam: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """(keep κ, erase ε, write ω) per row for the configured state-update mode."""
+    def coefficients(self, beta: Tensor, lam: Tensor | None) -> tuple[Tensor, Tensor, Tensor]:
+        """(keep κ, erase ε, write ω) per row for the configured state-update mode (λ None: coupled, 1 − β)."""
+        if lam is None:
+            lam = 1 - beta
         if self.config.state_update_mode == "lambda_outside":
             return lam, lam * beta, beta
         return lam, beta, beta          # standard; no_lambda has λ = 1 already
@@ -210,10 +260,30 @@ class DeltaMemLayer(nn.Module):
         index = 0 if self.config.delta_scale_granularity == "layer" else BRANCHES.index(branch)
         return (torch.sigmoid(self.delta_scale_raw[index]) * self.config.delta_scale_max).to(dtype)
 
-    def corrections(self, reads: Tensor) -> dict[str, Tensor]:
-        """Reads [B, T, R] (model dtype) → the low-rank corrections of every active branch (views of one GEMM)."""
+    def decode_weights(self) -> DecodeWeights:
+        """`fused_projection`, `fused_corrections` and the latter per branch, transposed for `addmm`: decode
+        fetches them for all layers once per token, then reads them per layer."""
         cfg = self.config
-        stacked = F.linear(reads, self.fused_corrections())
+
+        def build() -> DecodeWeights:
+            projection, bias = self.fused_projection()
+            corrections = self.fused_corrections()
+            branches = None
+            if not cfg.trainable_delta_scale and not cfg.delta_o_rmsnorm:
+                sizes = [self.shape.out_features(branch) for branch in cfg.delta_heads]
+                branches = {branch: weight.t().contiguous()
+                            for branch, weight in zip(cfg.delta_heads, corrections.split(sizes, dim=0))}
+            return projection, bias, corrections, branches
+
+        return self._cached("decode", list(self._parameters.values()), build)
+
+    def corrections(self, reads: Tensor, weight: Tensor | None = None) -> dict[str, Tensor]:
+        """Reads [B, T, R] (model dtype) → the low-rank corrections of every active branch (views of one GEMM).
+
+        `weight` is `fused_corrections()` when the caller already has it.
+        """
+        cfg = self.config
+        stacked = F.linear(reads, self.fused_corrections() if weight is None else weight)
         sizes = [self.shape.out_features(branch) for branch in cfg.delta_heads]
         out = {}
         for branch, delta in zip(cfg.delta_heads, stacked.split(sizes, dim=-1)):
@@ -227,17 +297,22 @@ class DeltaMemLayer(nn.Module):
         return out
 
     # --------------------------------------------------------------------------------------- forward
-    def forward(self, x: Tensor, state: Tensor, written: Tensor | None, readable: Tensor,
-                segments: Tensor | None = None) -> MemoryOutput:
+    def forward(self, x: Tensor, state: Tensor, written: Tensor | None, readable: Tensor | None,
+                segments: Tensor | None = None, *, all_written: bool = False) -> MemoryOutput:
         """Run the memory over one chunk.
 
-        x: [B, T, d] attention input. state: [B, H, r, r] float32. written / readable: [B, T] bool, the tokens
-        that write into / read from the memory; written is None when no token writes (a read-only forward needs
-        no scan); readable may be 1/0 in the state dtype instead, which spares a conversion per call. segments:
-        [B, T] long for SSW (-1 = not written), or None for one write per token.
+        x: [B, T, d] attention input. state: [B, H, r, r] float32. written: [B, T] bool, the tokens that write into
+        the memory, or None when no token writes (a read-only forward needs no scan); `all_written` says the caller
+        knows it is all True, which spares decode its masking. readable: [B, T] 1/0 in the state dtype, the tokens
+        that read, or None when all of them do. segments: [B, T] long for SSW (-1 = not written), or None for one
+        write per token.
         """
         batch, n_tok, _ = x.shape
         heads, rank = self.config.num_state_heads, self.config.rank
+        if written is not None and segments is None and n_tok == 1:
+            corrections, pending = self.read_token(x, state, readable)
+            new_state, beta = self.write_tokens(state, pending, written, all_written)
+            return MemoryOutput(corrections, new_state, beta.unsqueeze(1), written)
         qk, v, beta, lam = self.project(x)
         if written is None:
             new_state = state
@@ -245,21 +320,60 @@ class DeltaMemLayer(nn.Module):
             beta = None
         elif segments is None:
             keep, erase, write = self.coefficients(beta, lam)
-            if n_tok == 1:       # decode: one step in the [B, 1, H, ...] layout, no reshaping, no scan bookkeeping
-                reads, new_state = step(*(t if t.dtype == state.dtype else t.to(state.dtype)
-                                          for t in (qk, v, keep, erase, write)),
-                                        written.unsqueeze(-1), state.unsqueeze(1))
-            else:
-                rows_written = written if heads == 1 else written.repeat_interleave(heads, dim=0)
-                reads, new_state = scan(*_flat_heads(state.dtype, *qk.unbind(-1), v, keep, erase, write),
-                                        rows_written, state.flatten(0, 1))
-                reads = reads.unflatten(0, (batch, heads)).transpose(1, 2)        # [B, T, H, r]
+            rows_written = written if heads == 1 else written.repeat_interleave(heads, dim=0)
+            reads, new_state = scan(*_flat_heads(state.dtype, *qk.unbind(-1), v, keep, erase, write),
+                                    rows_written, state.flatten(0, 1))
+            reads = reads.unflatten(0, (batch, heads)).transpose(1, 2)        # [B, T, H, r]
         else:
             new_state, beta, written = self._segment_writes(x, state, segments)
             reads = torch.einsum("bhij,bthj->bthi", state, qk[..., 0].to(state.dtype))   # every token reads S_0
-        reads = reads * readable[:, :, None, None]
+        if readable is not None:
+            reads = reads * readable[:, :, None, None]
         corrections = self.corrections(reads.flatten(2).to(x.dtype))
         return MemoryOutput(corrections, new_state.view(batch, heads, rank, rank), beta, written)
+
+    # ---------------------------------------------------------------------------------------- decode
+    def read_token(self, x: Tensor, state: Tensor, readable: Tensor | None, weights: DecodeWeights | None = None
+                   ) -> tuple[dict[str, Tensor] | ReadCorrections, PendingWrite]:
+        """Decode's first half: one token's read and corrections now, its write handed back for later.
+
+        The read takes the state before the token's write, so the write can wait; the model runs the writes of
+        all layers together after the forward (`write_tokens` with a layer dimension in front), a handful of
+        kernels per token instead of a handful per layer. x [B, 1, d], state [B, H, r, r]; readable [B, 1] or
+        None; `weights` is `decode_weights()` when the caller already has it.
+        """
+        projection, bias, correction, branches = weights or self.decode_weights()
+        out = F.linear(x, projection, bias).view(x.shape[0], -1)
+        qk = self._qk(out)
+        if qk.dtype != state.dtype:
+            qk = qk.to(state.dtype)
+        rows, rank = qk.shape[0] * qk.shape[1], qk.shape[2]
+        product = torch.bmm(state.view(rows, rank, rank), qk.view(rows, rank, 2)).view(qk.shape)   # S q, S k
+        reads = product[..., 0].flatten(1)                     # [B, R], strided
+        reads = reads.contiguous() if readable is None else reads * readable
+        if reads.dtype != x.dtype:
+            reads = reads.to(x.dtype)
+        if branches:
+            return ReadCorrections(reads, branches), PendingWrite(product, qk, out)
+        return self.corrections(reads.unsqueeze(1), correction), PendingWrite(product, qk, out)
+
+    def write_tokens(self, state: Tensor, pending: PendingWrite, written: Tensor, all_written: bool
+                     ) -> tuple[Tensor, Tensor]:
+        """Decode's second half: the held-back writes → (new state [..., B, H, r, r], β [..., B, H, r]).
+
+        Leading dimensions (layers) are free; every layer must share this layer's configuration. written [B, 1]
+        bool; `all_written` says it is all True. The released update (coupled λ, standard mode) takes
+        `coupled_update`'s shorter form, with unwritten rows masked through β.
+        """
+        dtype = state.dtype
+        v, beta, lam = self._values_and_gates(pending.raw)
+        v, beta = (t if t.dtype == dtype else t.to(dtype) for t in (v, beta))
+        sk, k = pending.product[..., 1], pending.qk[..., 1]
+        if lam is None and self.config.state_update_mode == "standard":
+            masked = beta if all_written else beta * written.view(-1, 1, 1)
+            return coupled_update(state, sk, k, v, masked), beta
+        keep, erase, write = self.coefficients(beta, lam if lam is None or lam.dtype == dtype else lam.to(dtype))
+        return update(state, sk, k, v, keep, erase, write, written.view(-1, 1)), beta
 
     def _segment_writes(self, x: Tensor, state: Tensor, segments: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """SSW: one write per segment (message or sentence), from the mean of its tokens, in id order.

@@ -25,7 +25,7 @@ from torch.utils.hooks import RemovableHandle
 
 from deltamem.config import DeltaMemConfig
 from deltamem.masks import token_validity
-from deltamem.memory import AttentionShape, DeltaMemLayer, masked_mean
+from deltamem.memory import AttentionShape, DecodeWeights, DeltaMemLayer, PendingWrite, ReadCorrections, masked_mean
 
 #: Attention classes δ-mem was trained on (by class name, so a transformers without SmolLM3 still imports).
 SUPPORTED_ATTENTION = ("Qwen3Attention", "SmolLM3Attention")
@@ -66,6 +66,12 @@ def _norm_ratio(output: Tensor, delta: Tensor) -> Tensor:
     return torch.linalg.vector_norm(delta.detach().float(), dim=(-2, -1)) / base.clamp(min=1e-12)
 
 
+def _norm_ratio_after(corrected: Tensor, delta: Callable[[], Tensor]) -> Tensor:
+    """`_norm_ratio` from the corrected output o + Δo (decode adds Δo in place, so o itself is gone)."""
+    value = delta().detach().float()
+    return _norm_ratio(corrected.detach().float() - value, value)
+
+
 @dataclass
 class _ForwardContext:
     """What every wrapped layer of one forward needs to know about the batch, computed once."""
@@ -73,8 +79,9 @@ class _ForwardContext:
     batch: int
     n_tok: int
     written: Tensor | None   # [B, T] bool: tokens that write into memory (None: no row writes)
-    readable: Tensor         # [B, T] 1/0 in the state dtype: tokens whose attention gets corrections
+    readable: Tensor | None  # [B, T] 1/0 in the state dtype: tokens whose attention gets corrections (None: all)
     segments: Tensor | None  # [B, T] long SSW segment ids (-1 = none), or None for token writes
+    all_written: bool        # every token of every row writes (known without looking at the device)
 
 
 class DeltaMemModel(nn.Module):
@@ -115,7 +122,10 @@ class DeltaMemModel(nn.Module):
             layer.reset_parameters(attn)
         self._attentions = attentions
         self._states: list[Tensor | None] = [None] * len(attentions)
-        self._pending: list[dict[str, Tensor] | None] = [None] * len(attentions)
+        self._pending: list[dict[str, Tensor] | ReadCorrections | None] = [None] * len(attentions)
+        self._held_writes: list[PendingWrite | None] = [None] * len(attentions)
+        self._decode_weights: list[DecodeWeights] | None = None   # fetched once per decode forward
+        self._stacked: tuple[list[Tensor], Tensor] | None = None                 # see _write_held
         self._beta_mean: list[_Diagnostic | None] = [None] * len(attentions)
         self._delta_o_ratio: list[_Diagnostic | None] = [None] * len(attentions)
         self._written: Tensor | None = None
@@ -155,6 +165,10 @@ class DeltaMemModel(nn.Module):
         self._context = None
 
     def _end_forward(self, module: nn.Module, args: tuple, output: Any) -> None:
+        if output is not None and self._context is not None:      # None: the forward raised, so nothing is written
+            self._write_held(self._context)
+        self._held_writes = [None] * len(self._held_writes)
+        self._decode_weights = None
         self._mask_captured = False
         self._captured_mask = None
         self._context = None
@@ -171,17 +185,63 @@ class DeltaMemModel(nn.Module):
             return
         layer = self.layers[index]
         state = self._state_for(index, context.batch, x.device)
-        out = layer(x, state, context.written, context.readable, context.segments)
+        if self._mask_captured and context.n_tok == 1 and context.written is not None and context.segments is None:
+            # Decode inside the decoder's forward: read now, write with every other layer when the forward ends.
+            if self._decode_weights is None:     # parameters are checked once per forward, not once per layer
+                self._decode_weights = [each.decode_weights() for each in self.layers]
+            self._pending[index], self._held_writes[index] = layer.read_token(x, state, context.readable,
+                                                                              self._decode_weights[index])
+            return
+        out = layer(x, state, context.written, context.readable, context.segments, all_written=context.all_written)
         self._states[index] = out.state
         if out.beta is not None:
             self._beta_mean[index] = _now_or_later(context.n_tok, partial(masked_mean, out.beta, out.written))
         self._pending[index] = out.corrections
 
+    def _write_held(self, context: _ForwardContext) -> None:
+        """Run the held-back decode writes, one batch per device (layers may be spread over several).
+
+        The new states stay views of one stacked tensor, which the next token's writes take as they are, as long
+        as nothing replaced them in between (a reset, `set_state`, a longer forward).
+        """
+        by_device: dict[torch.device, list[int]] = {}
+        for index, held in enumerate(self._held_writes):
+            if held is not None:
+                by_device.setdefault(held.raw.device, []).append(index)
+        for device, indices in by_device.items():
+            states = self._stacked_states(indices, context.batch, device)
+            held = PendingWrite.stack([self._held_writes[i] for i in indices])
+            new, beta = self.layers[indices[0]].write_tokens(states, held, context.written, context.all_written)
+            views = list(new.unbind(0))
+            for index, state, layer_beta in zip(indices, views, beta.unbind(0)):
+                self._states[index] = state
+                self._beta_mean[index] = partial(masked_mean, layer_beta.unsqueeze(1), context.written)
+            if len(by_device) == 1:
+                self._stacked = (views, new)
+
+    def _stacked_states(self, indices: list[int], batch: int, device: torch.device) -> Tensor:
+        """The states of these layers as one [L, B, H, r, r] tensor, reusing the last write's stack if current."""
+        current = [self._states[i] for i in indices]
+        if self._stacked is not None:
+            views, stacked = self._stacked
+            if len(views) == len(current) and all(a is b for a, b in zip(views, current)):
+                return stacked
+        self._stacked = None
+        return torch.stack([self._state_for(i, batch, device) for i in indices])
+
     def _add_correction(self, index: int, branch: str, module: nn.Module, args: tuple, output: Tensor) -> Tensor | None:
         pending = self._pending[index]
         if pending is None:
             return None
-        delta = pending[branch].to(output.dtype)
+        if isinstance(pending, ReadCorrections):     # decode: one token, so the ratio is computed on demand
+            result = pending.add_to(branch, output)
+            if branch == "o":
+                self._pending[index] = None
+                self._delta_o_ratio[index] = partial(_norm_ratio_after, result, partial(pending.delta, branch))
+            return result
+        delta = pending[branch]
+        if delta.dtype != output.dtype:
+            delta = delta.to(output.dtype)
         if branch == "o":
             self._pending[index] = None
             self._delta_o_ratio[index] = _now_or_later(output.shape[-2], partial(_norm_ratio, output, delta))
@@ -196,15 +256,23 @@ class DeltaMemModel(nn.Module):
             return None
         write_rows = [m and w for m, w in zip(memory_rows, self._rows(self._write_rows, batch, "write"))]
         mask = self._captured_mask if self._mask_captured else local_mask
-        valid = token_validity(mask, batch, n_tok, x.device)
-        readable = valid & self._row_mask(memory_rows, x.device)
-        written = valid & self._row_mask(write_rows, x.device)
+        valid = None if mask is None else token_validity(mask, batch, n_tok, x.device)
+        all_valid = valid is None or (x.device.type == "cpu" and bool(valid.all()))   # no host sync on a GPU
+        write_mask = self._row_mask(write_rows, x.device).expand(batch, n_tok)
+        written = write_mask if all_valid else valid & write_mask
+        if all(memory_rows) and all_valid:
+            readable = None              # every token reads: nothing to multiply
+        else:
+            memory_mask = self._row_mask(memory_rows, x.device).expand(batch, n_tok)
+            readable = (memory_mask if all_valid else valid & memory_mask).to(self.state_dtype)
         segments = self._segments(batch, n_tok, written) if any(write_rows) else None
         if count:
-            counted = segments >= 0 if segments is not None else written
-            self._count_written(counted.sum(1))
-        context = _ForwardContext(batch, n_tok, written if any(write_rows) else None,
-                                  readable.to(self.state_dtype), segments)     # a factor, converted once for all layers
+            if segments is None and all_valid and all(write_rows):
+                self._count_written(n_tok, batch, x.device)
+            else:
+                self._count_written((segments >= 0 if segments is not None else written).sum(1))
+        context = _ForwardContext(batch, n_tok, written if any(write_rows) else None, readable, segments,
+                                  all_valid and all(write_rows))
         if self._mask_captured:
             self._context = context
         return context
@@ -258,7 +326,14 @@ class DeltaMemModel(nn.Module):
             )
         return state.to(device)
 
-    def _count_written(self, counts: Tensor) -> None:
+    def _count_written(self, counts: Tensor | int, batch: int | None = None, device: torch.device | None = None
+                       ) -> None:
+        """Add per-row counts [B], or the same number for every row of a batch (one in-place add in decode)."""
+        if isinstance(counts, int):
+            if self._written is None or self._written.shape != (batch,):
+                self._written = torch.zeros(batch, dtype=torch.long, device=device)
+            self._written += counts
+            return
         if self._written is None or self._written.shape != counts.shape:
             self._written = torch.zeros_like(counts)
         self._written += counts

@@ -51,19 +51,34 @@ def naive_scan(q: Tensor, k: Tensor, v: Tensor, keep: Tensor, erase: Tensor, wri
 
 def step(qk: Tensor, v: Tensor, keep: Tensor, erase: Tensor, write: Tensor, written: Tensor,
          state: Tensor) -> tuple[Tensor, Tensor]:
-    """One token for every sequence at once (decode): q and k side by side as qk [..., r, 2], the rest as above
-    with T = 1 squeezed away ([..., r]), state [..., r, r], written [...].
+    """One token for every sequence at once: q and k side by side as qk [..., r, 2], the rest as above with T = 1
+    squeezed away ([..., r]), state [..., r, r], written [...]. Returns (S q, the new state).
 
-    Any leading dimensions work, so a caller need not reshape. Written for few kernel launches, since decode runs it
-    once per layer per token: S q and S k come from one product (the layer's projection already lays q and k out
-    side by side), the update from one fused multiply-add.
+    Any leading dimensions work, so a caller need not reshape. S q and S k come from one product.
     """
     product = torch.matmul(state, qk)
-    read, sk = product[..., 0], product[..., 1]
-    k = qk[..., 1]
-    minus_coeff = torch.addcmul(write * v, erase, sk, value=-1)     # s_i ← κ_i s_i − (ε_i s_i·k − ω_i v_i) k
+    return product[..., 0], update(state, product[..., 1], qk[..., 1], v, keep, erase, write, written)
+
+
+def update(state: Tensor, sk: Tensor, k: Tensor, v: Tensor, keep: Tensor, erase: Tensor, write: Tensor,
+           written: Tensor) -> Tensor:
+    """The write of one token given S·k: s_i ← κ_i s_i − (ε_i s_i·k − ω_i v_i) k, where `written` [...] is True.
+
+    Leading dimensions as in `step`; decode calls it once for all layers, with a layer dimension in front.
+    """
+    minus_coeff = torch.addcmul(write * v, erase, sk, value=-1)
     updated = torch.addcmul(keep.unsqueeze(-1) * state, minus_coeff.unsqueeze(-1), k.unsqueeze(-2))
-    return read, torch.where(written[..., None, None], updated, state)
+    return torch.where(written[..., None, None], updated, state)
+
+
+def coupled_update(state: Tensor, sk: Tensor, k: Tensor, v: Tensor, beta: Tensor) -> Tensor:
+    """`update` for the released mode (λ = 1 − β, standard), in two fused products instead of four and a select.
+
+    s_i ← (1 − β_i) s_i − β_i (s_i·k − v_i) k  is  s_i − β_i (s_i + (s_i·k − v_i) k). A row whose β is 0 keeps its
+    state exactly, so a caller masks rows that write nothing through β.
+    """
+    inner = torch.addcmul(state, (sk - v).unsqueeze(-1), k.unsqueeze(-2))
+    return torch.addcmul(state, beta.unsqueeze(-1), inner, value=-1)
 
 
 def stepwise_scan(q: Tensor, k: Tensor, v: Tensor, keep: Tensor, erase: Tensor, write: Tensor,

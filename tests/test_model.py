@@ -7,7 +7,7 @@ import torch
 from transformers import DynamicCache
 
 from deltamem import DeltaMemError, NotMergeableError
-from deltamem.compat import cache_argument, output_cache
+from deltamem.compat import cache_argument, crop_cache, new_cache, output_cache
 from deltamem.masks import token_validity
 from deltamem.shapes import random_backbone
 
@@ -26,7 +26,8 @@ def _forward_cached(model, ids: torch.Tensor, cache):
 @pytest.mark.parametrize("attn", ATTNS)
 @pytest.mark.parametrize("config", [{}, {"num_state_heads": 4}, {"delta_heads": ("q", "k", "v", "o")},
                                     {"state_update_mode": "lambda_outside", "couple_lambda": False,
-                                     "rankwise_gates": False}])
+                                     "rankwise_gates": False}, {"state_update_mode": "no_lambda"},
+                                    {"trainable_delta_scale": True, "delta_o_rmsnorm": True}])
 def test_full_prefill_equals_prefill_then_single_steps(delta_model, attn: str, config: dict) -> None:
     model = delta_model(attn=attn, dtype=torch.float64, **config)
     ids = _ids(40)
@@ -244,3 +245,90 @@ def test_the_cached_fused_weights_follow_every_in_place_update(delta_model) -> N
         weight = getattr(layer, f"delta_{branch}_proj")
         torch.testing.assert_close(out[branch], reads @ weight.T * layer.config.scaling)
     assert not out["o"].any()
+
+
+def _decode_setup(model, ids: torch.Tensor, mask: torch.Tensor | None = None):
+    """Prefill `ids` through a fresh cache (writes on); returns the cache."""
+    kwargs = {} if mask is None else {"attention_mask": mask}
+    out = model(input_ids=ids, use_cache=True, **kwargs, **{cache_argument(model): new_cache(model)})
+    return output_cache(out)
+
+
+@torch.no_grad()
+def test_a_masked_row_in_a_decode_step_keeps_its_memory_exactly(delta_model) -> None:
+    """Decode writes all layers in one batch after the forward; a row whose token is padding must not write."""
+    model = delta_model(attn="sdpa")
+    ids = _ids(10, seed=11, batch=2)
+    cache = _decode_setup(model, ids)
+    before = model.get_state()
+    step = _ids(1, seed=12, batch=2)
+    mask = torch.tensor([[1] * 10 + [0], [1] * 11])
+    model(input_ids=step, attention_mask=mask, use_cache=True, **{cache_argument(model): cache})
+    after = model.get_state()
+    assert model.tokens_written == [10, 11]
+    for name in model.layer_names:
+        assert torch.equal(after[name][0], before[name][0]), "the padded row wrote into memory"
+        assert not torch.equal(after[name][1], before[name][1])
+    model.reset()                                    # row 1 alone, no padding: the same state
+    model(input_ids=torch.cat([ids[1:], step[1:]], dim=1))
+    for name, state in model.get_state().items():
+        torch.testing.assert_close(after[name][1], state[0], atol=1e-6, rtol=1e-5)
+
+
+@torch.no_grad()
+def test_a_decode_step_that_fails_writes_nothing(delta_model) -> None:
+    model = delta_model()
+    cache = _decode_setup(model, _ids(8, seed=13))
+    before = model.get_state()
+
+    def fail(*_: object) -> None:
+        raise RuntimeError("boom")
+
+    handle = model.backbone.model.layers[-1].mlp.register_forward_hook(fail)
+    with pytest.raises(RuntimeError, match="boom"):
+        model(input_ids=_ids(1, seed=14), use_cache=True, **{cache_argument(model): cache})
+    handle.remove()
+    assert all(torch.equal(before[name], state) for name, state in model.get_state().items())
+    model.reset()                                    # and the next forward runs as usual
+    fresh = model(input_ids=_ids(8, seed=13)).logits
+    assert torch.isfinite(fresh).all() and model.tokens_written == [8]
+
+
+@torch.no_grad()
+def test_decode_follows_adapter_updates_between_tokens(delta_model) -> None:
+    """Decode fetches its fused weights once per forward: an update between two tokens must show in the second."""
+    model = delta_model(attn="sdpa")
+    ids = _ids(9, seed=15)
+    cache = _decode_setup(model, ids)
+    keyword = cache_argument(model)
+    model(input_ids=_ids(1, seed=16), use_cache=True, **{keyword: cache})
+    for layer in model.layers:
+        layer.delta_q_proj.zero_()
+        layer.delta_o_proj.zero_()
+    step = _ids(1, seed=17)
+    memory_on = model(input_ids=step, use_cache=True, **{keyword: cache}).logits
+    crop_cache(cache, 10)
+    with model.rows(memory=[False]):
+        frozen = model(input_ids=step, use_cache=True, **{keyword: cache}).logits
+    torch.testing.assert_close(memory_on, frozen, atol=1e-6, rtol=1e-6)
+
+
+@torch.no_grad()
+def test_decode_diagnostics_match_the_corrections_applied(delta_model) -> None:
+    """‖Δo‖/‖o‖ of a decode step, computed on demand after an in-place add, against o and o + Δo seen directly."""
+    model = delta_model(attn="sdpa")
+    cache = _decode_setup(model, _ids(7, seed=18))
+    seen: dict[int, list[torch.Tensor]] = {}
+    handles = []
+    for index, attention in enumerate(model._attentions):
+        o_proj = attention.o_proj
+        handles.append(o_proj.register_forward_pre_hook(
+            lambda module, args, i=index: seen.__setitem__(i, [torch.nn.functional.linear(args[0], module.weight)])))
+        handles.append(o_proj.register_forward_hook(
+            lambda module, args, output, i=index: seen[i].append(output.clone())))
+    model(input_ids=_ids(1, seed=19), use_cache=True, **{cache_argument(model): cache})
+    for handle in handles:
+        handle.remove()
+    ratios = [torch.linalg.vector_norm(after - base) / torch.linalg.vector_norm(base) for base, after in seen.values()]
+    expected = torch.stack(ratios).mean().item()
+    assert model.diagnostics()["delta_o_ratio"][0] == pytest.approx(expected, rel=1e-4)
