@@ -77,6 +77,9 @@ def build_parser() -> argparse.ArgumentParser:
                              "summary uses the largest")
     parser.add_argument("--decode-len", type=_count(1), default=64, metavar="N",
                         help="tokens fed one at a time through the KV cache after the prompt (default: 64)")
+    parser.add_argument("--message-len", type=_count(1), default=32, metavar="N",
+                        help="tokens of the new message in the A/B follow-up turn, which finds the prompt already in "
+                             "the cache and memory (default: 32)")
     parser.add_argument("--scan-lens", type=_int_list, default=_int_list(DEFAULT_SCAN_LENS), metavar="N,N",
                         help=f"sequence lengths for the scan mode (default: {DEFAULT_SCAN_LENS}); the summary uses "
                              "4096, or the largest when 4096 is not among them")
@@ -94,7 +97,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--modes", type=_modes, default=list(MODES), metavar="M,M",
                         help="what to measure, comma-separated, from: prefill (prefill time per lane), decode (time "
                              "per decoded token per lane), memory (peak memory per lane; on CPU one fresh process "
-                             "per lane), ab (an A/B turn batched vs sequential vs single lane), scan (the three scan "
+                             "per lane), ab (an A/B first turn and follow-up turn, batched vs sequential vs single "
+                             "lane), scan (the three scan "
                              "forms) (default: all)")
     parser.add_argument("--threads", type=_count(1), metavar="N",
                         help="torch CPU threads (default: torch's choice, one per core); on a machine that other "
@@ -184,7 +188,7 @@ def _run(args: argparse.Namespace, settings: Settings, argv: list[str]) -> int:
         records += lanes.lane_records(model, settings, args.prompt_lens, args.decode_len, modes)
     if "ab" in modes:
         _say("timing the A/B turn: batched, sequential, single lane")
-        records += lanes.ab_records(model, settings, args.prompt_lens, args.decode_len)
+        records += lanes.ab_records(model, settings, args.prompt_lens, args.decode_len, args.message_len)
     if "memory" in modes:
         _say("measuring peak memory" + (" (one fresh process per lane and length)" if device.type == "cpu" else ""))
         records += peak.memory_records(settings, args.prompt_lens, args.decode_len, model)
@@ -193,7 +197,8 @@ def _run(args: argparse.Namespace, settings: Settings, argv: list[str]) -> int:
         records += scans.scan_records(settings, args.scan_lens)
 
     run = {"shape": args.shape, "shape_details": describe(args.shape), "modes": modes,
-           "prompt_lens": args.prompt_lens, "decode_len": args.decode_len, "scan_lens": args.scan_lens,
+           "prompt_lens": args.prompt_lens, "decode_len": args.decode_len, "message_len": args.message_len,
+           "scan_lens": args.scan_lens,
            "repeats": args.repeats, "warmup": args.warmup, "seed": args.seed, "argv": argv,
            "load_average_1m": {"start": load_at_start, "end": _load_average()}}
     info = report.machine(device, settings.dtype, args.attn)

@@ -1,8 +1,10 @@
 """What every bench mode shares: the settings, a random δ-mem model to run, one timed turn, medians.
 
-A turn is what the app does per answer: from an empty KV cache and an empty memory, prefill the prompt (keeping only
-the last position's logits, as `generate` does), then feed the decode tokens one at a time through the cache. The
-decode tokens are a fixed sequence, not sampled, so that every lane does exactly the same work.
+A turn is what the app does per answer: prefill what the KV cache does not hold yet (keeping only the last position's
+logits, as `generate` does), then feed the decode tokens one at a time through the cache. A first turn starts from an
+empty cache and memory with the whole prompt; a follow-up turn starts from a conversation already in both and
+prefills only the new message. The decode tokens are a fixed sequence, not sampled, so that every lane does exactly
+the same work.
 """
 
 from __future__ import annotations
@@ -11,11 +13,12 @@ import statistics
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor
 
-from deltamem.compat import cache_argument, output_cache
+from deltamem.compat import cache_argument, crop_cache, new_cache, output_cache
 from deltamem.config import DeltaMemConfig
 from deltamem.model import DeltaMemModel
 from deltamem.shapes import SHAPES, random_backbone, randomize_adapter
@@ -73,16 +76,20 @@ def token_ids(settings: Settings, length: int, rows: int = 1, salt: int = 0) -> 
 @torch.no_grad()
 def run_turn(model: DeltaMemModel, prompt: Tensor, decode: Tensor, memory: Sequence[bool]) -> tuple[float, float]:
     """One turn from an empty cache and memory; returns (prefill seconds, decode seconds for all decode tokens)."""
-    from transformers import DynamicCache
+    model.reset()
+    return timed_turn(model, new_cache(model), prompt, decode, memory)
 
+
+@torch.no_grad()
+def timed_turn(model: DeltaMemModel, cache: Any, prompt: Tensor, decode: Tensor, memory: Sequence[bool]
+               ) -> tuple[float, float]:
+    """Prefill `prompt` into `cache` (whatever it and the memory hold), then feed the decode tokens one at a time."""
     device = prompt.device
     cache_kw = cache_argument(model)
-    model.reset()
     with model.rows(memory=list(memory)):
         synchronize(device)
         start = time.perf_counter()
-        out = model(input_ids=prompt, use_cache=True, logits_to_keep=1,
-                    **{cache_kw: DynamicCache(config=model.backbone.config)})
+        out = model(input_ids=prompt, use_cache=True, logits_to_keep=1, **{cache_kw: cache})
         synchronize(device)
         prefilled = time.perf_counter()
         cache = output_cache(out)
@@ -91,3 +98,25 @@ def run_turn(model: DeltaMemModel, prompt: Tensor, decode: Tensor, memory: Seque
         synchronize(device)
         done = time.perf_counter()
     return prefilled - start, done - prefilled
+
+
+class FollowUpTurn:
+    """A turn in a running chat: `context` tokens already in the KV cache and the memory, then a new message is
+    prefilled and the reply decoded. The context is prefilled once; each call rewinds to it (cache cropped, memory
+    restored), so every call does the same work."""
+
+    def __init__(self, model: DeltaMemModel, context: Tensor, message: Tensor, decode: Tensor,
+                 memory: Sequence[bool]) -> None:
+        self.model, self.message, self.decode, self.memory = model, message, decode, list(memory)
+        self.length = context.shape[1]
+        model.reset()
+        self.cache = new_cache(model)
+        timed_turn(model, self.cache, context, decode[:, :0], self.memory)
+        self.state = model.get_state()
+
+    def __call__(self) -> tuple[float, float]:
+        crop_cache(self.cache, self.length)
+        self.model.reset()
+        if self.state:
+            self.model.set_state(self.state)
+        return timed_turn(self.model, self.cache, self.message, self.decode, self.memory)

@@ -12,12 +12,15 @@ from functools import partial
 
 from torch import Tensor
 
-from deltamem.benchmarks.common import LANES, Settings, median, run_turn, token_ids
+from deltamem.benchmarks.common import LANES, FollowUpTurn, Settings, median, run_turn, token_ids
 from deltamem.benchmarks.report import Record
 from deltamem.model import DeltaMemModel
 
+#: One timed run: returns (prefill seconds, decode seconds).
+Job = Callable[[], tuple[float, float]]
 
-def _interleaved(jobs: dict[str, Callable[[], tuple[float, float]]], settings: Settings
+
+def _interleaved(jobs: dict[str, Job], settings: Settings
                  ) -> dict[str, list[tuple[float, float]]]:
     """Run every job `warmup` times untimed, then `repeats` times timed, alternating the order per repeat."""
     for _ in range(settings.warmup):
@@ -51,32 +54,44 @@ def lane_records(model: DeltaMemModel, settings: Settings, prompt_lens: Sequence
     return records
 
 
-def ab_records(model: DeltaMemModel, settings: Settings, prompt_lens: Sequence[int], decode_len: int
-               ) -> list[Record]:
-    """One A/B turn three ways, same tokens per row: a two-row batch, the two rows in turn, one δ-mem row alone.
+def ab_records(model: DeltaMemModel, settings: Settings, prompt_lens: Sequence[int], decode_len: int,
+               message_len: int) -> list[Record]:
+    """The A/B turn three ways, same tokens per row: a two-row batch, the two rows in turn, one δ-mem row alone.
 
-    This is the hook for the runtime's A/B turn: it uses only the model's per-row switches and a batched KV cache,
-    so the runtime's own two-lane turn can later be timed beside it against the same single-lane baseline.
+    Twice per prompt length: as the first turn of a chat (mode `ab`: the whole prompt, then the reply) and as a
+    follow-up turn (mode `ab-followup`: the prompt already in the cache and memory, a `message_len`-token message,
+    then the reply), which is what every later turn of the app costs.
     """
+    def ids(n: int, rows: int, salt: int = 0) -> Tensor:
+        return token_ids(settings, n, rows=rows, salt=salt)
+
     records = []
     for length in prompt_lens:
-        one, two = token_ids(settings, length), token_ids(settings, length, rows=2)
-        dec_one, dec_two = token_ids(settings, decode_len, salt=1), token_ids(settings, decode_len, rows=2, salt=1)
-        jobs = {
-            "batched": partial(run_turn, model, two, dec_two, [False, True]),
-            "sequential": partial(_one_after_the_other, model, one, dec_one),
-            "single": partial(run_turn, model, one, dec_one, [True]),
-        }
-        rows = {"batched": 2, "sequential": 2, "single": 1}
-        for variant, runs in _interleaved(jobs, settings).items():
-            turns = [p + d for p, d in runs]
-            records.append(Record("ab", length, decode_len, variant=variant, seconds=median(turns),
-                                  tps=rows[variant] * (length + decode_len) / median(turns), repeats=len(runs),
-                                  samples=turns))
+        first = _three_ways(lambda rows, memory, n=length: partial(run_turn, model, ids(n, rows),
+                                                                   ids(decode_len, rows, salt=1), memory))
+        followup = _three_ways(lambda rows, memory, n=length: FollowUpTurn(model, ids(n, rows),
+                                                                           ids(message_len, rows, salt=2),
+                                                                           ids(decode_len, rows, salt=1), memory))
+        for mode, jobs, fed in (("ab", first, length), ("ab-followup", followup, message_len)):
+            for variant, runs in _interleaved(jobs, settings).items():
+                turns = [p + d for p, d in runs]
+                rows = 1 if variant == "single" else 2
+                records.append(Record(mode, length, decode_len, variant=variant, seconds=median(turns),
+                                      tps=rows * (fed + decode_len) / median(turns), repeats=len(runs),
+                                      samples=turns))
     return records
 
 
-def _one_after_the_other(model: DeltaMemModel, prompt: Tensor, decode: Tensor) -> tuple[float, float]:
+def _three_ways(turn: Callable[[int, list[bool]], Job]) -> dict[str, Job]:
+    """The A/B variants from `turn(rows, memory switches)`: both lanes batched, one after the other, δ-mem alone."""
+    return {
+        "batched": turn(2, [False, True]),
+        "sequential": partial(_one_after_the_other, *(turn(1, [memory]) for memory in LANES.values())),
+        "single": turn(1, [True]),
+    }
+
+
+def _one_after_the_other(frozen: Job, delta: Job) -> tuple[float, float]:
     """The frozen row's turn, then the δ-mem row's turn, each alone (batch 1)."""
-    frozen, delta = (run_turn(model, prompt, decode, [memory]) for memory in LANES.values())
-    return frozen[0] + delta[0], frozen[1] + delta[1]
+    (p1, d1), (p2, d2) = frozen(), delta()
+    return p1 + p2, d1 + d2
