@@ -30,7 +30,7 @@ for record in data["records"]:
     elif record["mode"] == "memory":
         print(f"memory   {name:7s} prompt {record['prompt_len']}: peak {record['peak_alloc_gb']:.2f} GB allocated")
 for name, value in data["summary"].items():
-    print(f"{name:36s} {'-' if value is None else f'{value:.3f}'}  ({data['targets'][name]['verdict']})")
+    print(f"{name:42s} {'-' if value is None else f'{value:.3f}'}  ({data['targets'][name]['verdict']})")
 EOF
 echo
 cat "$OUT/bench.md"
