@@ -68,11 +68,11 @@ class MemoryOutput:
 class PendingWrite:
     """One decoded token's write, held back after its read so that the writes of all layers run as one batch.
 
-    Leading dimensions [..., B]: one layer's write has none before B, a stack of layers has one.
+    One layer's write has no leading dimension, a stack of layers has one.
     """
 
-    product: Tensor   # [..., B, H, r, 2] S q and S k from the state the token read (state dtype)
-    qk: Tensor        # [..., B, H, r, 2] normalised q and k (state dtype)
+    product: Tensor   # [..., B·H, r, 2] S q and S k from the state the token read (state dtype)
+    qk: Tensor        # [..., B·H, r, 2] normalised q and k (state dtype)
     raw: Tensor       # [..., B, P] the fused projection's output, from which v and the gates come
 
     @classmethod
@@ -178,10 +178,11 @@ class DeltaMemLayer(nn.Module):
         out = F.linear(x, *self.fused_projection())
         return self._qk(out), *self._values_and_gates(out)
 
-    def _qk(self, out: Tensor) -> Tensor:
-        """The projection's output [..., P] → normalised q and k side by side [..., H, r, 2]."""
+    def _qk(self, out: Tensor, shape: tuple[int, ...] | None = None) -> Tensor:
+        """The projection's output [..., P] → normalised q and k side by side [..., H, r, 2], or in `shape`."""
         cfg = self.config
-        qk = out[..., :2 * cfg.read_dim].view(*out.shape[:-1], cfg.num_state_heads, cfg.rank, 2)
+        qk = out[..., :2 * cfg.read_dim]
+        qk = qk.view(*out.shape[:-1], cfg.num_state_heads, cfg.rank, 2) if shape is None else qk.reshape(shape)
         if cfg.normalize_qk:             # F.normalize(tanh(·), eps=1e-6), without its Python wrapper
             qk = torch.tanh(qk)
             qk = qk / torch.linalg.vector_norm(qk, dim=-2, keepdim=True).clamp_min(1e-6)
@@ -343,13 +344,13 @@ class DeltaMemLayer(nn.Module):
         None; `weights` is `decode_weights()` when the caller already has it.
         """
         projection, bias, correction, branches = weights or self.decode_weights()
-        out = F.linear(x, projection, bias).view(x.shape[0], -1)
-        qk = self._qk(out)
+        batch, rank = x.shape[0], self.config.rank
+        out = F.linear(x, projection, bias).view(batch, -1)
+        qk = self._qk(out, (-1, rank, 2))                      # [B·H, r, 2]
         if qk.dtype != state.dtype:
             qk = qk.to(state.dtype)
-        rows, rank = qk.shape[0] * qk.shape[1], qk.shape[2]
-        product = torch.bmm(state.view(rows, rank, rank), qk.view(rows, rank, 2)).view(qk.shape)   # S q, S k
-        reads = product[..., 0].flatten(1)                     # [B, R], strided
+        product = torch.bmm(state.view(-1, rank, rank), qk)    # S q and S k at once
+        reads = product[..., 0].reshape(batch, -1)             # [B, R], strided
         reads = reads.contiguous() if readable is None else reads * readable
         if reads.dtype != x.dtype:
             reads = reads.to(x.dtype)
@@ -368,7 +369,8 @@ class DeltaMemLayer(nn.Module):
         dtype = state.dtype
         v, beta, lam = self._values_and_gates(pending.raw)
         v, beta = (t if t.dtype == dtype else t.to(dtype) for t in (v, beta))
-        sk, k = pending.product[..., 1], pending.qk[..., 1]
+        batch = pending.raw.shape[-2]
+        sk, k = (t[..., 1].unflatten(-2, (batch, -1)) for t in (pending.product, pending.qk))
         if lam is None and self.config.state_update_mode == "standard":
             masked = beta if all_written else beta * written.view(-1, 1, 1)
             return coupled_update(state, sk, k, v, masked), beta
