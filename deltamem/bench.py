@@ -98,8 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="what to measure, comma-separated, from: prefill (prefill time per lane), decode (time "
                              "per decoded token per lane), memory (peak memory per lane; on CPU one fresh process "
                              "per lane), ab (an A/B first turn and follow-up turn, batched vs sequential vs single "
-                             "lane), scan (the three scan "
-                             "forms) (default: all)")
+                             "lane), scan (the three scan forms) (default: all)")
     parser.add_argument("--threads", type=_count(1), metavar="N",
                         help="torch CPU threads (default: torch's choice, one per core); on a machine that other "
                              "work keeps busy, 1 avoids every parallel kernel waiting for a descheduled thread")
@@ -198,8 +197,7 @@ def _run(args: argparse.Namespace, settings: Settings, argv: list[str]) -> int:
 
     run = {"shape": args.shape, "shape_details": describe(args.shape), "modes": modes,
            "prompt_lens": args.prompt_lens, "decode_len": args.decode_len, "message_len": args.message_len,
-           "scan_lens": args.scan_lens,
-           "repeats": args.repeats, "warmup": args.warmup, "seed": args.seed, "argv": argv,
+           "scan_lens": args.scan_lens, "repeats": args.repeats, "warmup": args.warmup, "seed": args.seed, "argv": argv,
            "load_average_1m": {"start": load_at_start, "end": _load_average()}}
     info = report.machine(device, settings.dtype, args.attn)
     text = report.markdown(records, run, info)

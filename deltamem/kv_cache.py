@@ -13,6 +13,7 @@ detected on the next append and adopted.
 from __future__ import annotations
 
 import inspect
+from typing import Any
 
 from torch import Tensor
 from transformers.cache_utils import DynamicLayer
@@ -69,7 +70,7 @@ class GrowingLayer(DynamicLayer):
         self._key_buffer, self._value_buffer = buffers
 
 
-def grow_in_place(cache) -> object:
+def grow_in_place(cache: Any) -> Any:
     """Swap every plain `DynamicLayer` of a fresh `DynamicCache` for a `GrowingLayer` (others stay as they are)."""
     layers = getattr(cache, "layers", None)
     if layers:

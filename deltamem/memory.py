@@ -53,7 +53,7 @@ class MemoryOutput:
     them on demand instead of in every decode step.
     """
 
-    corrections: dict[str, Tensor]
+    corrections: dict[str, Tensor] | ReadCorrections
     state: Tensor
     beta: Tensor | None = None       # [B, T', H, r] β of the writes (T' = tokens, or segments for SSW)
     written: Tensor | None = None    # [B, T'] bool: which of them were written
@@ -71,13 +71,14 @@ class PendingWrite:
     One layer's write has no leading dimension, a stack of layers has one.
     """
 
-    product: Tensor   # [..., B·H, r, 2] S q and S k from the state the token read (state dtype)
+    state: Tensor     # [..., B, H, r, r] the state the token read, which the write updates
+    product: Tensor   # [..., B·H, r, 2] S q and S k from that state (state dtype)
     qk: Tensor        # [..., B·H, r, 2] normalised q and k (state dtype)
     raw: Tensor       # [..., B, P] the fused projection's output, from which v and the gates come
 
     @classmethod
     def stack(cls, writes: list[PendingWrite]) -> PendingWrite:
-        return cls(*(torch.stack([getattr(w, name) for w in writes]) for name in ("product", "qk", "raw")))
+        return cls(*(torch.stack([getattr(w, name) for w in writes]) for name in ("state", "product", "qk", "raw")))
 
 
 @dataclass
@@ -312,7 +313,7 @@ class DeltaMemLayer(nn.Module):
         heads, rank = self.config.num_state_heads, self.config.rank
         if written is not None and segments is None and n_tok == 1:
             corrections, pending = self.read_token(x, state, readable)
-            new_state, beta = self.write_tokens(state, pending, written, all_written)
+            new_state, beta = self.write_tokens(pending, written, all_written)
             return MemoryOutput(corrections, new_state, beta.unsqueeze(1), written)
         qk, v, beta, lam = self.project(x)
         if written is None:
@@ -355,18 +356,17 @@ class DeltaMemLayer(nn.Module):
         if reads.dtype != x.dtype:
             reads = reads.to(x.dtype)
         if branches:
-            return ReadCorrections(reads, branches), PendingWrite(product, qk, out)
-        return self.corrections(reads.unsqueeze(1), correction), PendingWrite(product, qk, out)
+            return ReadCorrections(reads, branches), PendingWrite(state, product, qk, out)
+        return self.corrections(reads.unsqueeze(1), correction), PendingWrite(state, product, qk, out)
 
-    def write_tokens(self, state: Tensor, pending: PendingWrite, written: Tensor, all_written: bool
-                     ) -> tuple[Tensor, Tensor]:
+    def write_tokens(self, pending: PendingWrite, written: Tensor, all_written: bool) -> tuple[Tensor, Tensor]:
         """Decode's second half: the held-back writes → (new state [..., B, H, r, r], β [..., B, H, r]).
 
         Leading dimensions (layers) are free; every layer must share this layer's configuration. written [B, 1]
         bool; `all_written` says it is all True. The released update (coupled λ, standard mode) takes
         `coupled_update`'s shorter form, with unwritten rows masked through β.
         """
-        dtype = state.dtype
+        state, dtype = pending.state, pending.state.dtype
         v, beta, lam = self._values_and_gates(pending.raw)
         v, beta = (t if t.dtype == dtype else t.to(dtype) for t in (v, beta))
         batch = pending.raw.shape[-2]

@@ -125,7 +125,6 @@ class DeltaMemModel(nn.Module):
         self._pending: list[dict[str, Tensor] | ReadCorrections | None] = [None] * len(attentions)
         self._held_writes: list[PendingWrite | None] = [None] * len(attentions)
         self._decode_weights: list[DecodeWeights] | None = None   # fetched once per decode forward
-        self._stacked: tuple[list[Tensor], Tensor] | None = None                 # see _write_held
         self._beta_mean: list[_Diagnostic | None] = [None] * len(attentions)
         self._delta_o_ratio: list[_Diagnostic | None] = [None] * len(attentions)
         self._written: Tensor | None = None
@@ -199,35 +198,17 @@ class DeltaMemModel(nn.Module):
         self._pending[index] = out.corrections
 
     def _write_held(self, context: _ForwardContext) -> None:
-        """Run the held-back decode writes, one batch per device (layers may be spread over several).
-
-        The new states stay views of one stacked tensor, which the next token's writes take as they are, as long
-        as nothing replaced them in between (a reset, `set_state`, a longer forward).
-        """
+        """Run the held-back decode writes, one batch per device (layers may be spread over several)."""
         by_device: dict[torch.device, list[int]] = {}
         for index, held in enumerate(self._held_writes):
             if held is not None:
                 by_device.setdefault(held.raw.device, []).append(index)
-        for device, indices in by_device.items():
-            states = self._stacked_states(indices, context.batch, device)
+        for indices in by_device.values():
             held = PendingWrite.stack([self._held_writes[i] for i in indices])
-            new, beta = self.layers[indices[0]].write_tokens(states, held, context.written, context.all_written)
-            views = list(new.unbind(0))
-            for index, state, layer_beta in zip(indices, views, beta.unbind(0)):
+            new, beta = self.layers[indices[0]].write_tokens(held, context.written, context.all_written)
+            for index, state, layer_beta in zip(indices, new.unbind(0), beta.unbind(0)):
                 self._states[index] = state
                 self._beta_mean[index] = partial(masked_mean, layer_beta.unsqueeze(1), context.written)
-            if len(by_device) == 1:
-                self._stacked = (views, new)
-
-    def _stacked_states(self, indices: list[int], batch: int, device: torch.device) -> Tensor:
-        """The states of these layers as one [L, B, H, r, r] tensor, reusing the last write's stack if current."""
-        current = [self._states[i] for i in indices]
-        if self._stacked is not None:
-            views, stacked = self._stacked
-            if len(views) == len(current) and all(a is b for a, b in zip(views, current)):
-                return stacked
-        self._stacked = None
-        return torch.stack([self._state_for(i, batch, device) for i in indices])
 
     def _add_correction(self, index: int, branch: str, module: nn.Module, args: tuple, output: Tensor) -> Tensor | None:
         pending = self._pending[index]
@@ -267,10 +248,9 @@ class DeltaMemModel(nn.Module):
             readable = (memory_mask if all_valid else valid & memory_mask).to(self.state_dtype)
         segments = self._segments(batch, n_tok, written) if any(write_rows) else None
         if count:
-            if segments is None and all_valid and all(write_rows):
-                self._count_written(n_tok, batch, x.device)
-            else:
-                self._count_written((segments >= 0 if segments is not None else written).sum(1))
+            every_token = segments is None and all_valid and all(write_rows)
+            counts = n_tok if every_token else (segments >= 0 if segments is not None else written).sum(1)
+            self._count_written(counts, batch, x.device)
         context = _ForwardContext(batch, n_tok, written if any(write_rows) else None, readable, segments,
                                   all_valid and all(write_rows))
         if self._mask_captured:
@@ -326,16 +306,10 @@ class DeltaMemModel(nn.Module):
             )
         return state.to(device)
 
-    def _count_written(self, counts: Tensor | int, batch: int | None = None, device: torch.device | None = None
-                       ) -> None:
-        """Add per-row counts [B], or the same number for every row of a batch (one in-place add in decode)."""
-        if isinstance(counts, int):
-            if self._written is None or self._written.shape != (batch,):
-                self._written = torch.zeros(batch, dtype=torch.long, device=device)
-            self._written += counts
-            return
-        if self._written is None or self._written.shape != counts.shape:
-            self._written = torch.zeros_like(counts)
+    def _count_written(self, counts: Tensor | int, batch: int, device: torch.device) -> None:
+        """Add per-row counts [B], or one number for every row (decode: one in-place add, nothing to sum)."""
+        if self._written is None or self._written.shape != (batch,):
+            self._written = torch.zeros(batch, dtype=torch.long, device=device)
         self._written += counts
 
     # --------------------------------------------------------------------------------------- calling

@@ -25,9 +25,6 @@ TARGETS: dict[str, tuple[str, float]] = {
     "naive_over_chunked_scan_time": (">=", 10.0),
 }
 
-#: Summary ratios reported for information, with no target.
-UNTARGETED = ("ab_batched_over_single_followup_turn_time",)
-
 #: The scan length the naive-over-chunked ratio is stated at (the largest measured length if it is absent).
 SCAN_SUMMARY_LEN = 4096
 
