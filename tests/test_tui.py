@@ -470,6 +470,11 @@ def test_markdown_export_lists_each_lane() -> None:
 
 
 # -------------------------------------------------------------------------------------- snapshots
+def steady_cursor(pilot: Pilot) -> None:
+    """Stop the input's cursor blinking (it stays shown), so a screenshot does not depend on when it is taken."""
+    pilot.app.query_one(Input).cursor_blink = False
+
+
 def test_snapshot_mid_stream(snap_compare: Callable[..., bool]) -> None:
     engine = ScriptedEngine(pieces=("The capital", " of France", " is Paris", "; you told me", " your name is"),
                             hold=True)
@@ -481,6 +486,7 @@ def test_snapshot_mid_stream(snap_compare: Callable[..., bool]) -> None:
         expected = "".join(engine.pieces)
         await until(pilot, lambda: engine.holding.is_set() and all(
             pane.last_reply == expected for pane in app.panes.values()))
+        steady_cursor(pilot)
         await pilot.pause(0.1)
 
     try:
@@ -495,6 +501,7 @@ def test_snapshot_budget_warning(snap_compare: Callable[..., bool]) -> None:
 
     async def run_before(pilot: Pilot) -> None:
         await say(pilot, "Still there?")
+        steady_cursor(pilot)
         await pilot.pause(0.1)
 
     assert snap_compare(app, terminal_size=SIZE, run_before=run_before)
