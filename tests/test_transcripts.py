@@ -229,7 +229,6 @@ def test_transcript_helpers(tmp_path: Path) -> None:
     transcript = load_transcript(_write(tmp_path, lines))
     assert transcript.meta == TranscriptMeta()
     assert [type(item).__name__ for item in transcript.items] == ["Message", "Message", "Probe", "Message", "Probe"]
-    assert transcript.assistant_turns == [Message("assistant", "hello")]
     assert transcript.probes[0] == Probe("What did I say?", "hi", depends_on=1, id="7")
     assert transcript.probes[1].aliases == ("hullo",)
     assert [(before, probe.question) for before, probe in transcript.probe_positions()] == [

@@ -48,12 +48,18 @@ class Message:
     time: str | None = None
 
 
+#: A benchmark's question category: LoCoMo's 1-5, LongMemEval's question type, MemoryAgentBench's split.
+Category = int | str
+
+
 @dataclass(frozen=True)
 class Probe:
     """A recall question asked at its place in the transcript, after every earlier message.
 
     `depends_on` is the 0-based index (among messages only) of the message that holds the fact,
-    so a report can say how far back the fact was.
+    so a report can say how far back the fact was. An `abstain` probe asks about something the conversation
+    never settles: the right reply says so, and `answer` (possibly empty) only explains why. `distractor` is a
+    plausible wrong answer (LoCoMo's adversarial answer); `date` is when the question is asked.
     """
 
     question: str
@@ -61,6 +67,10 @@ class Probe:
     aliases: tuple[str, ...] = ()
     depends_on: int | None = None
     id: str | None = None
+    category: Category | None = None
+    abstain: bool = False
+    distractor: str | None = None
+    date: str | None = None
 
 
 Item = Message | Probe
@@ -83,11 +93,6 @@ class Transcript:
     def probes(self) -> list[Probe]:
         """All probes, in order."""
         return [item for item in self.items if isinstance(item, Probe)]
-
-    @property
-    def assistant_turns(self) -> list[Message]:
-        """The recorded assistant replies, which a replay can show next to the models' own."""
-        return [item for item in self.items if isinstance(item, Message) and item.role == "assistant"]
 
     def probe_positions(self) -> list[tuple[int, Probe]]:
         """Each probe with the number of messages that precede it, i.e. the history it is asked after."""

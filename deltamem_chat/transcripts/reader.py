@@ -206,7 +206,13 @@ class LineValidator:
         if self.messages == 0:
             raise LineProblem("a probe must come after at least one message")
         question = _required_text(record, "question", "what to ask")
-        answer = _answer_text(_required_text(record, "answer", "the expected answer"), "answer")
+        abstain = record.get("abstain", False)
+        if not isinstance(abstain, bool):
+            raise LineProblem(f'"abstain" must be true or false (got {_describe(abstain)})')
+        if abstain:
+            answer = _optional_str(record, "answer") or ""
+        else:
+            answer = _answer_text(_required_text(record, "answer", "the expected answer"), "answer")
         aliases = record.get("aliases", [])
         if not isinstance(aliases, list) or not all(isinstance(a, str) and a.strip() for a in aliases):
             raise LineProblem(f'"aliases" must be a list of non-empty strings (got {_quote(aliases)})')
@@ -229,7 +235,11 @@ class LineValidator:
             if probe_id in self.probe_ids:
                 raise LineProblem(f'probe "id" {_quote(probe_id)} is already used on line {self.probe_ids[probe_id]}')
             self.probe_ids[probe_id] = line
-        return Probe(question, answer, tuple(aliases), depends_on, probe_id)
+        category = record.get("category")
+        if category is not None and (isinstance(category, bool) or not isinstance(category, int | str)):
+            raise LineProblem(f'"category" must be an integer or a string (got {_describe(category)})')
+        return Probe(question, answer, tuple(aliases), depends_on, probe_id, category=category, abstain=abstain,
+                     distractor=_optional_str(record, "distractor"), date=_optional_str(record, "date"))
 
 
 def iter_transcript_items(path: str | os.PathLike[str]) -> Iterator[TranscriptMeta | Message | Probe]:

@@ -40,11 +40,12 @@ def item_record(item: Message | Probe) -> dict[str, object]:
     if item.id is not None:
         record["id"] = item.id
     record["question"] = item.question
-    record["answer"] = item.answer
-    if item.aliases:
-        record["aliases"] = list(item.aliases)
-    if item.depends_on is not None:
-        record["depends_on"] = item.depends_on
+    if item.answer or not item.abstain:
+        record["answer"] = item.answer
+    optional = {"abstain": item.abstain or None, "aliases": list(item.aliases) or None,
+                "depends_on": item.depends_on, "category": item.category, "distractor": item.distractor,
+                "date": item.date}
+    record.update({key: value for key, value in optional.items() if value is not None})
     return record
 
 
