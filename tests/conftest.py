@@ -9,13 +9,13 @@ import pytest
 import torch
 
 from deltamem import DeltaMemConfig, DeltaMemModel, OffTrainedDefaultsWarning
-from deltamem.shapes import random_backbone, randomize_adapter
+from deltamem.shapes import BackboneShape, random_backbone, randomize_adapter
 
 
 def make_delta_model(attn: str = "eager", dtype: torch.dtype = torch.float32, seed: int = 0,
-                     **config: object) -> DeltaMemModel:
+                     shape: BackboneShape | str = "tiny", **config: object) -> DeltaMemModel:
     """A tiny random backbone with a random δ-mem adapter (released settings unless overridden)."""
-    backbone = random_backbone("tiny", attn=attn, dtype=dtype, seed=seed)
+    backbone = random_backbone(shape, attn=attn, dtype=dtype, seed=seed)
     settings = {"output_init": "base_slice_fixed", "delta_heads": ("q", "o")} | config
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", OffTrainedDefaultsWarning)

@@ -38,7 +38,7 @@ def _converse(engine, turns=USER_TURNS, settings=GREEDY) -> list[dict[str, str]]
 
 
 def _rendered_length(engine, lane: str) -> int:
-    return len(engine._render(engine.lanes[lane].messages, False))
+    return len(engine.renderer.ids(engine.lanes[lane].messages, False))
 
 
 def test_batched_lanes_equal_sequential_lanes_token_for_token() -> None:
@@ -61,7 +61,7 @@ def test_the_frozen_lane_is_the_plain_backbone_generating_greedily() -> None:
     events = list(engine.turn(USER_TURNS[0], GREEDY))
     frozen = next(e.text for e in events if isinstance(e, LaneDone) and e.lane == "frozen")
     backbone = engine.model.detach()
-    prompt = engine._render([{"role": "user", "content": USER_TURNS[0]}], True)
+    prompt = engine.renderer.ids([{"role": "user", "content": USER_TURNS[0]}], True)
     with torch.no_grad():
         out = backbone.generate(torch.tensor([prompt]), max_new_tokens=10, do_sample=False,
                                 eos_token_id=engine.tokenizer.eos_token_id, pad_token_id=engine.tokenizer.pad_token_id)
@@ -217,7 +217,7 @@ def test_lanes_moving_between_groups_never_use_a_stale_cache() -> None:
     engine.add_message("user", USER_TURNS[1], lanes=["frozen"])
     engine.add_message("assistant", "Noted.", lanes=["frozen"])
     engine.add_message("user", USER_TURNS[2])
-    prompt = engine._render(engine.lanes["frozen"].messages, True)
+    prompt = engine.renderer.ids(engine.lanes["frozen"].messages, True)
     replies = {e.lane: e for e in engine.respond(GREEDY) if isinstance(e, LaneDone)}
     assert replies["frozen"].stats.rebuilt
     with torch.no_grad(), engine.model.rows(memory=[False]):

@@ -3,8 +3,12 @@
 Each turn: render each lane's prompt under the context policy, feed what the lane's KV cache does not hold yet
 (writing it into memory: every token is written once, when first processed), then decode. Lanes run in one
 batched forward (row per lane, memory off for the frozen row) or one after the other; in float32 both give the
-same tokens. When the prompt no longer extends what a cache holds (the window slid), the cache is rebuilt from
-the prompt with writes off, so nothing is written twice.
+same tokens.
+
+When the new prompt does not extend what a cache holds (a chat template that rewrites earlier turns, a reply that
+does not re-tokenise to the generated ids, a window that slid), the cache is cut back to the longest common prefix
+of the two and the rest is fed: the part that renders messages read before with writes off, only what was never
+read with writes on. So every token is written once and a turn re-reads no more than what changed.
 """
 
 from __future__ import annotations
@@ -18,10 +22,11 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
-from deltamem.compat import cache_argument, crop_cache, new_cache, output_cache
+from deltamem.compat import cache_argument, new_cache, output_cache
 from deltamem.model import DeltaMemModel
+from deltamem.rendering import ChatRenderer, common_prefix
 from deltamem.runtime.context import ContextPolicy, WriteBudget
-from deltamem.runtime.lanes import Lane, LaneGroup, TurnStats
+from deltamem.runtime.lanes import Lane, LaneGroup, LaneSnapshot, TurnStats
 
 LANE_NAMES = ("frozen", "delta")
 
@@ -67,12 +72,33 @@ class TurnDone:
 Event = TokenEvent | LaneDone | TurnDone
 
 
+@dataclass(frozen=True)
+class Checkpoint:
+    """What `ABEngine.rollback` returns to: every lane's snapshot and each group's cache mask at the time."""
+
+    lanes: dict[str, LaneSnapshot]
+    groups: dict[tuple[str, ...], tuple[int, Tensor | None]]
+    turn_index: int
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """One lane's prompt for a turn: cache tokens kept, tokens to re-read without writing, tokens to write."""
+
+    ids: list[int]
+    keep: int            # ids[:keep] are what the lane's cache already holds
+    fresh: int           # ids[fresh:] were never read: written; ids[keep:fresh] are re-read with writes off
+    rebuilt: bool        # the window moved or the cache was gone
+    window_start: int | None
+
+
 @dataclass
 class _Reply:
     """One lane's reply while it is being generated."""
 
     stats: TurnStats
     tokens: list[int] = field(default_factory=list)
+    fed: int = 0                     # generated tokens already in the cache (the last one may not be)
     text: str = ""
     finished: bool = False
     first: float | None = None
@@ -96,7 +122,7 @@ class ABEngine:
         self._cache_kw = cache_argument(model)
         self._eos = _eos_ids(model, tokenizer)
         self._pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else min(self._eos)
-        self._length_cache: dict[tuple[str, str], int] = {}
+        self.renderer = ChatRenderer(tokenizer)
         self.turn_index = 0
         self.reset()
 
@@ -167,65 +193,56 @@ class ABEngine:
         return self._groups.setdefault(key, LaneGroup([self.lanes[n] for n in key]))
 
     # ---------------------------------------------------------------------------------------- prompts
-    def _render(self, messages: list[dict[str, str]], generation_prompt: bool) -> list[int]:
-        text = self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=generation_prompt,
-                                                  enable_thinking=False)
-        return self.tokenizer(text, add_special_tokens=False)["input_ids"]
-
-    def _length(self, message: dict[str, str]) -> int:
-        key = (message["role"], message["content"])
-        if key not in self._length_cache:
-            self._length_cache[key] = len(self._render([message], False))
-        return self._length_cache[key]
-
     def _window(self, lanes: Sequence[Lane]) -> list[list[int]]:
         """The message indices each lane puts in its prompt; lanes of equal length share one window."""
+        length = self.renderer.length
         if len({len(lane.messages) for lane in lanes}) == 1:
             n = len(lanes[0].messages)
-            lengths = [max(self._length(lane.messages[i]) for lane in lanes) for i in range(n)]
+            lengths = [max(length(lane.messages[i]) for lane in lanes) for i in range(n)]
             chosen = self.policy.select(lengths, [m["role"] for m in lanes[0].messages])
             return [chosen for _ in lanes]
-        return [self.policy.select([self._length(m) for m in lane.messages], [m["role"] for m in lane.messages])
+        return [self.policy.select([length(m) for m in lane.messages], [m["role"] for m in lane.messages])
                 for lane in lanes]
 
-    def _prompt(self, lane: Lane, indices: list[int], generate: bool) -> tuple[list[int], int]:
-        """The lane's prompt ids, and how many of them were read before (re-read without writing if needed).
+    def _plan(self, lane: Lane, indices: list[int], generate: bool, cached: bool) -> _Plan:
+        """The lane's prompt, and how much of it the cache holds, must be re-read, or is new.
 
-        Messages before `lane.read_upto` have been read, so their tokens are never written again; tokens the
-        lane's cache already holds are read too.
+        Where the prompt extends what the cache holds, everything past the cache is new. Otherwise the cache keeps
+        the longest common prefix of the two (never past the messages read before), the rest of those messages'
+        tokens is re-read with writes off (they were written when first read) and what was never read is written.
         """
         messages = [lane.messages[i] for i in indices]
-        ids = self._render(messages, generate)
-        old = [m for i, m in zip(indices, messages) if i < lane.read_upto]
-        boundary = len(self._render(old, False)) if old else 0
-        if _shared_prefix(lane.processed, ids) == len(lane.processed):
-            boundary = max(boundary, len(lane.processed))
-        return ids, min(boundary, len(ids))
+        ids = self.renderer.ids(messages, generate)
+        processed = lane.processed if cached else []
+        keep = common_prefix(processed, ids)
+        starts = [i for i in indices if lane.messages[i]["role"] != "system"]
+        window_start = starts[0] if starts else None
+        moved = lane.window_start is not None and window_start != lane.window_start
+        rebuilt = lane.read_upto > 0 and (not cached or moved)
+        if keep == len(processed) and processed:
+            return _Plan(ids, keep, keep, rebuilt, window_start)
+        # A cached prefix that runs into never-read messages (a slid window whose new first message starts like the
+        # old one) is cut back too: those tokens are new here and must be written.
+        fresh = self.renderer.read_part(messages, sum(1 for i in indices if i < lane.read_upto), generate)
+        return _Plan(ids, min(keep, fresh), fresh, rebuilt, window_start)
 
     # ---------------------------------------------------------------------------------------- running
     def _run_group(self, group: LaneGroup, settings: GenerationSettings, cancel: threading.Event | None,
                    start: float, generate: bool) -> Iterator[Event]:
         lanes = group.lanes
         windows = self._window(lanes)
-        prompts = [self._prompt(lane, w, generate) for lane, w in zip(lanes, windows)]
-        rebuild = group.cache is None or any(
-            _shared_prefix(lane.processed, ids) < len(lane.processed) for lane, (ids, _) in zip(lanes, prompts))
-        replies = [_Reply(TurnStats(rebuilt=rebuild and any(lane.processed for lane in lanes))) for _ in lanes]
+        plans = [self._plan(lane, w, generate, group.cache is not None) for lane, w in zip(lanes, windows)]
+        replies = [_Reply(TurnStats(rebuilt=plan.rebuilt)) for plan in plans]
         self._load_lanes(lanes)
         try:
-            if rebuild:
-                group.drop_cache()
-                for lane in lanes:
-                    lane.processed = []
-                self._feed(group, [ids[:boundary] for ids, boundary in prompts], write=False)
-                new_parts = [ids[boundary:] for ids, boundary in prompts]
-            else:
-                new_parts = [ids[len(lane.processed):] for lane, (ids, _) in zip(lanes, prompts)]
-            for lane in lanes:
-                lane.read_upto = len(lane.messages)
-            logits = self._feed(group, new_parts, write=True)
+            kept = self._crop(group, [plan.keep for plan in plans])
+            for lane, plan, held, reply in zip(lanes, plans, kept, replies):
+                lane.read_upto, lane.window_start = len(lane.messages), plan.window_start
+                reply.stats.reread = plan.fresh - held
+            reread = self._feed(group, [plan.ids[held:plan.fresh] for plan, held in zip(plans, kept)], write=False)
+            logits = self._feed(group, [plan.ids[plan.fresh:] for plan in plans], write=True)
             if generate:
-                yield from self._decode(group, logits, settings, cancel, start, replies)
+                yield from self._decode(group, _last_logits(logits, reread), settings, cancel, start, replies)
                 self._close_replies(group, windows, replies)
         finally:
             # Runs on success, on cancel and when the consumer stops listening: the lanes always end consistent.
@@ -233,19 +250,43 @@ class ABEngine:
         for lane, reply in zip(lanes, replies):
             yield LaneDone(lane.name, reply.text, reply.stats)
 
-    def _close_replies(self, group: LaneGroup, windows: list[list[int]], replies: list[_Reply]) -> None:
-        """Feed what closes each reply in the template (its last token, `<|im_end|>` and the newline), written.
+    def _crop(self, group: LaneGroup, keeps: list[int]) -> list[int]:
+        """Cut the group's cache back so that no row keeps more than `keeps[row]` of its tokens.
 
-        Afterwards each cache holds exactly the rendered conversation, so the next turn only adds to it. Where
-        the reply's text does not re-tokenise to the generated ids, nothing is fed and the next turn rebuilds.
+        Rows are right-aligned with padding holes, so the cache is cut at one column for all rows: the earliest
+        column any row needs cut. Returns how many tokens each row still holds (at most its `keeps`).
+        """
+        if group.cache is None or group.mask is None:
+            for lane in group.lanes:
+                lane.processed = []
+            return [0] * len(keeps)
+        column = group.length
+        for row, keep in enumerate(keeps):
+            real = group.mask[row].nonzero().flatten()
+            if keep < len(real):
+                column = min(column, int(real[keep - 1]) + 1 if keep else 0)
+        if column == 0 and group.mark is None:
+            group.drop_cache()
+        else:
+            group.crop(column)
+        kept = [0] * len(keeps) if group.mask is None else [int(n) for n in group.mask.sum(dim=1)]
+        for lane, held in zip(group.lanes, kept):
+            del lane.processed[held:]
+        return kept
+
+    def _close_replies(self, group: LaneGroup, windows: list[list[int]], replies: list[_Reply]) -> None:
+        """Feed, written, the reply's last token if the length limit or a cancel left it unfed, and what closes the
+        reply in the template (`<|im_end|>` and the newline in ChatML).
+
+        The model stopped before the closing (EOS is never fed), so it is new; afterwards each cache holds the reply
+        as the template prints it. Where the template prints the reply otherwise once it is history (or the text
+        does not re-tokenise to the generated ids), the next turn cuts the cache back to where the two part.
         """
         parts = []
         for lane, window, reply in zip(group.lanes, windows, replies):
             reply.text = self.tokenizer.decode(reply.tokens, skip_special_tokens=True)
             messages = [lane.messages[i] for i in window] + [{"role": "assistant", "content": reply.text}]
-            ids = self._render(messages, False)
-            done = len(lane.processed)
-            parts.append(ids[done:] if _shared_prefix(lane.processed, ids) == done else [])
+            parts.append(reply.tokens[reply.fed:] + self.renderer.closing(messages))
         self._feed(group, parts, write=True)
 
     def _finish(self, lanes: Sequence[Lane], replies: list[_Reply], start: float, cancelled: bool,
@@ -297,7 +338,10 @@ class ABEngine:
 
     @torch.no_grad()
     def _feed(self, group: LaneGroup, parts: list[list[int]], write: bool) -> Tensor | None:
-        """Append one chunk per row to the group's cache (rows right-aligned); return each row's last logits."""
+        """Append one chunk per row to the group's cache (rows right-aligned); return each row's last logits.
+
+        Rows with an empty chunk get padding only: their logits are meaningless (`_last_logits` knows which).
+        """
         width = max((len(p) for p in parts), default=0)
         if width == 0:
             return None
@@ -322,18 +366,20 @@ class ABEngine:
         group.mask = mask
         for lane, part in zip(group.lanes, parts):
             lane.processed.extend(part)
-        return out.logits[:, -1].float()
+        fed = torch.tensor([bool(part) for part in parts])
+        return torch.where(fed.to(out.logits.device).unsqueeze(1), out.logits[:, -1].float(), float("nan"))
 
     def _decode(self, group: LaneGroup, logits: Tensor | None, settings: GenerationSettings,
                 cancel: threading.Event | None, start: float, replies: list[_Reply]) -> Iterator[Event]:
         """Sample, stream and feed one token per unfinished lane until EOS, the length limit or a cancel."""
         lanes = group.lanes
-        if logits is None:
-            raise RuntimeError("the prompt is empty: there is nothing to answer")
+        if logits is None or bool(torch.isnan(logits[:, 0]).any()):
+            raise RuntimeError("the prompt holds nothing new to answer: every token of it was read before")
         generators = [_generator(settings.seed, self.turn_index, lane.name) for lane in lanes]
         shown = ["" for _ in lanes]
         for step in range(settings.max_new_tokens):
-            tokens = [_choose(logits[row], settings, generators[row]) for row in range(len(lanes))]
+            tokens = [-1 if reply.finished else _choose(logits[row], settings, generators[row])
+                      for row, reply in enumerate(replies)]
             now = time.perf_counter()
             for row, (token, reply) in enumerate(zip(tokens, replies)):
                 if reply.finished:
@@ -356,43 +402,47 @@ class ABEngine:
                 break
             parts = [[] if r.finished else [t] for t, r in zip(tokens, replies)]
             logits = self._feed(group, parts, write=True)
+            for reply, part in zip(replies, parts):
+                reply.fed += len(part)
 
     # --------------------------------------------------------------------------------------- rollback
-    def checkpoint(self) -> dict:
-        """A cheap snapshot (messages, memory, counters, cache lengths) to return to after a probe."""
-        return {
-            "lanes": {name: (list(lane.messages), list(lane.processed), dict(lane.state), lane.written_total,
-                             len(lane.turns), lane.read_upto) for name, lane in self.lanes.items()},
-            "groups": {key: (group.epoch, None if group.mask is None else group.mask.clone())
-                       for key, group in self._groups.items()},
-            "turn_index": self.turn_index,
-        }
+    def checkpoint(self) -> Checkpoint:
+        """A cheap snapshot (messages, memory, counters, cache lengths) to return to after a probe.
 
-    def rollback(self, point: dict) -> None:
+        One checkpoint is open at a time: until its `rollback`, a cache cut back below where it stood keeps what it
+        cut off, so the rollback restores the cache exactly. Taking another checkpoint replaces the open one.
+        """
+        for group in self._groups.values():
+            group.open_mark()
+        return Checkpoint(
+            lanes={name: lane.snapshot() for name, lane in self.lanes.items()},
+            groups={key: (group.epoch, None if group.mask is None else group.mask.clone())
+                    for key, group in self._groups.items()},
+            turn_index=self.turn_index,
+        )
+
+    def rollback(self, point: Checkpoint) -> None:
         """Return to a checkpoint: the probe's question and answer leave no trace in history or memory."""
-        for name, (messages, processed, state, written, n_turns, read_upto) in point["lanes"].items():
-            lane = self.lanes[name]
-            lane.messages, lane.processed, lane.state = list(messages), list(processed), dict(state)
-            lane.written_total, lane.read_upto = written, read_upto
-            del lane.turns[n_turns:]
+        for name, snapshot in point.lanes.items():
+            self.lanes[name].restore(snapshot)
         for key, group in self._groups.items():
-            epoch, mask = point["groups"].get(key, (None, None))
-            if mask is None or group.cache is None or epoch != group.epoch:
+            epoch, mask = point.groups.get(key, (None, None))
+            if mask is None or group.cache is None or epoch != group.epoch or group.mark != mask.shape[1]:
                 group.drop_cache()
                 for lane in group.lanes:
                     lane.processed = []
                 continue
-            crop_cache(group.cache, mask.shape[1])
-            group.mask = mask
-        self.turn_index = point["turn_index"]
+            group.return_to_mark(mask)
+        self.turn_index = point.turn_index
 
 
-def _shared_prefix(a: Sequence[int], b: Sequence[int]) -> int:
-    n = min(len(a), len(b))
-    for i in range(n):
-        if a[i] != b[i]:
-            return i
-    return n
+def _last_logits(written: Tensor | None, reread: Tensor | None) -> Tensor | None:
+    """Each row's logits after its last token this turn: from the written chunk, or the re-read one if it had none."""
+    if written is None:
+        return reread
+    if reread is None:
+        return written
+    return torch.where(torch.isnan(written[:, :1]), reread, written)
 
 
 def _eos_ids(model: DeltaMemModel, tokenizer) -> set[int]:
