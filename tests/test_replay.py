@@ -106,7 +106,7 @@ def test_probes_are_rolled_back_and_teacher_forcing_feeds_every_message() -> Non
     delta = engine.lanes["delta"]
     assert len(delta.messages) == len(transcript.messages)
     assert [m["content"] for m in delta.messages] == [m.content for m in transcript.messages]
-    assert delta.written_total == len(engine._render(delta.messages, False))
+    assert delta.written_total == len(engine.renderer.ids(delta.messages, False))
     assert runner.summary().lanes["delta"].probes == len(transcript.probes)
 
 

@@ -28,6 +28,9 @@ TemperatureOpt = Annotated[float, typer.Option("--temperature", min=0.0, help="0
 TopPOpt = Annotated[float, typer.Option("--top-p", min=0.0, max=1.0, help="Nucleus sampling mass (sampling only).")]
 TopKOpt = Annotated[int, typer.Option("--top-k", min=0, help="Keep the k likeliest tokens (0 = all; sampling only).")]
 SeedOpt = Annotated[int, typer.Option("--seed", help="Sampling seed (same seed, same text).")]
+DatesOpt = Annotated[str, typer.Option("--dates", help="on: each session's date (`DATE: …`) before its first "
+                                       "message and a probe's date before its question, where the transcript has "
+                                       "them; off: the texts alone.")]
 
 DEFAULT_CONTEXT = "window:1024"
 
@@ -56,6 +59,13 @@ def lanes_mode(text: str) -> bool:
     if text not in ("batched", "sequential"):
         raise fail(f"--lanes {text!r}: use batched or sequential")
     return text == "batched"
+
+
+def dates_on(text: str) -> bool:
+    """True for `--dates on`."""
+    if text not in ("on", "off"):
+        raise fail(f"--dates {text!r}: use on or off")
+    return text == "on"
 
 
 def settings_from(max_new_tokens: int, temperature: float, top_p: float, top_k: int, seed: int) -> GenerationSettings:

@@ -13,6 +13,7 @@ from deltamem_chat.commands.options import (
     AdapterOpt,
     AttnOpt,
     BaseOpt,
+    DatesOpt,
     DeviceOpt,
     DtypeOpt,
     LanesOpt,
@@ -23,6 +24,7 @@ from deltamem_chat.commands.options import (
     TopKOpt,
     TopPOpt,
     alias_context,
+    dates_on,
     fail,
     lanes_mode,
     load_or_exit,
@@ -34,7 +36,7 @@ from deltamem_chat.transcripts import Transcript, TranscriptError, load_transcri
 
 
 def replay_config(transcript: Transcript, loaded: LoadedModel, policy: ContextPolicy, settings: GenerationSettings,
-                  *, batched: bool, regenerate: bool, ab: bool) -> dict:
+                  *, batched: bool, regenerate: bool, ab: bool, dates: bool) -> dict:
     """The `config` block of a replay report."""
     return {
         "transcript": str(transcript.path), "title": transcript.meta.title,
@@ -42,7 +44,7 @@ def replay_config(transcript: Transcript, loaded: LoadedModel, policy: ContextPo
         "device": loaded.choice.device, "dtype": str(loaded.choice.dtype).removeprefix("torch."),
         "attn": loaded.choice.attn, "lanes": ["frozen", "delta"] if ab else ["delta"],
         "lanes_mode": "batched" if batched else "sequential",
-        "assistant_turns": "regenerated" if regenerate else "teacher-forced",
+        "assistant_turns": "regenerated" if regenerate else "teacher-forced", "dates": "on" if dates else "off",
         "seed": settings.seed, "max_new_tokens": settings.max_new_tokens, "temperature": settings.temperature,
         "top_p": settings.top_p, "top_k": settings.top_k, "write_horizon": 8192,
     }
@@ -73,6 +75,7 @@ def register(app: typer.Typer) -> None:
         top_p: TopPOpt = 1.0,
         top_k: TopKOpt = 0,
         seed: SeedOpt = 0,
+        dates: DatesOpt = "on",
     ) -> None:
         """Replay a transcript turn by turn through the frozen and δ-mem lanes and score its recall probes."""
         try:
@@ -80,14 +83,16 @@ def register(app: typer.Typer) -> None:
         except TranscriptError as exc:
             raise fail(str(exc)) from None
         batched = lanes_mode(lanes)
+        with_dates = dates_on(dates)
         suggested = str(transcript.meta.context) if transcript.meta.context else None
         policy = policy_for(context, suggested, alias_context(adapter))
         settings = settings_from(max_new_tokens, temperature, top_p, top_k, seed)
         loaded = load_or_exit(adapter, base, device, dtype, attn)
         engine = ABEngine(loaded.model, loaded.tokenizer, policy=policy, batched=batched)
         runner = ReplayRunner(engine, transcript, settings=settings, regenerate=regenerate,
-                              lanes=["frozen", "delta"] if ab else ["delta"])
-        config = replay_config(transcript, loaded, policy, settings, batched=batched, regenerate=regenerate, ab=ab)
+                              lanes=["frozen", "delta"] if ab else ["delta"], dates=with_dates)
+        config = replay_config(transcript, loaded, policy, settings, batched=batched, regenerate=regenerate, ab=ab,
+                               dates=with_dates)
         if headless:
             _, completed = run_headless(runner, config, report_path=report, markdown_path=markdown,
                                         console=Console(stderr=True))

@@ -88,7 +88,8 @@ def to_markdown(report: dict[str, Any]) -> str:
                   ""]
     lines += [f"- base: `{config.get('base')}`, adapter: `{config.get('adapter')}`",
               f"- context: `{config.get('context_policy')}`, lanes: {config.get('lanes_mode')}, "
-              f"assistant turns: {config.get('assistant_turns')}, dtype: {config.get('dtype')}, "
+              f"assistant turns: {config.get('assistant_turns')}, dates: {config.get('dates', 'on')}, "
+              f"dtype: {config.get('dtype')}, "
               f"seed: {config.get('seed')}",
               f"- memory written: {summary['budget']['written']:,} / {summary['budget']['horizon']:,} tokens "
               f"({summary['budget']['status']})", "",

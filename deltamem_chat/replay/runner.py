@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from deltamem.runtime import ABEngine, Event, GenerationSettings, LaneDone, TurnDone, TurnStats
-from deltamem_chat.transcripts import Message, Probe, Transcript
+from deltamem_chat.transcripts import Probe, Transcript
+from deltamem_chat.transcripts.dates import read_texts
 from deltamem_chat.transcripts.scoring import ProbeOutcome, ScoreSummary, summarise
 
 
@@ -74,12 +75,15 @@ class ReplayRunner:
     """Steps through a transcript on an engine; the same runner drives the TUI and the headless replay."""
 
     def __init__(self, engine: ABEngine, transcript: Transcript, *, settings: GenerationSettings | None = None,
-                 regenerate: bool = False, lanes: list[str] | None = None) -> None:
+                 regenerate: bool = False, lanes: list[str] | None = None, dates: bool = True) -> None:
+        """`dates`: put the transcript's session dates and question dates in what the lanes read."""
         self.engine = engine
         self.transcript = transcript
         self.settings = settings or GenerationSettings()
         self.regenerate = regenerate
         self.lanes = lanes or list(engine.lanes)
+        self.dates = dates
+        self.texts = read_texts(transcript.items, dates)
         self.records: list[StepRecord] = []
 
     @property
@@ -100,18 +104,18 @@ class ReplayRunner:
         """Replay the next item, streaming engine events; ends with `StepFinished`."""
         if self.finished:
             return
-        item = self.transcript.items[self.position]
+        item, text = self.transcript.items[self.position], self.texts[self.position]
         if isinstance(item, Probe):
-            record = StepRecord(self.position, "probe", "probe", item.question)
+            record = StepRecord(self.position, "probe", "probe", text)
         else:
-            record = StepRecord(self.position, "message", item.role, item.content)
+            record = StepRecord(self.position, "message", item.role, text)
         yield StepStarted(record)
         if isinstance(item, Probe):
-            yield from self._ask(item, record, cancel)
+            yield from self._ask(item, text, record, cancel)
         elif item.role == "assistant" and self.regenerate:
             yield from self._collect(self.engine.respond(self.settings, lanes=self.lanes, cancel=cancel), record)
         else:
-            self._feed(item, record)
+            self._feed(item.role, text, record)
         self.records.append(record)
         yield StepFinished(record)
 
@@ -124,16 +128,17 @@ class ReplayRunner:
                 return
             yield from self.step(cancel)
 
-    def _feed(self, message: Message, record: StepRecord) -> None:
-        self.engine.add_message(message.role, message.content, self.lanes)
+    def _feed(self, role: str, text: str, record: StepRecord) -> None:
+        self.engine.add_message(role, text, self.lanes)
         done = self.engine.ingest(self.lanes)
         for lane, stats in done.stats.items():
             record.lanes[lane] = LaneStep("", 0, stats.written)
 
-    def _ask(self, probe: Probe, record: StepRecord, cancel: threading.Event | None) -> Iterator[ReplayEvent]:
+    def _ask(self, probe: Probe, question: str, record: StepRecord,
+             cancel: threading.Event | None) -> Iterator[ReplayEvent]:
         point = self.engine.checkpoint()
         try:
-            yield from self._collect(self.engine.turn(probe.question, self.settings, lanes=self.lanes, cancel=cancel),
+            yield from self._collect(self.engine.turn(question, self.settings, lanes=self.lanes, cancel=cancel),
                                      record)
         finally:
             self.engine.rollback(point)

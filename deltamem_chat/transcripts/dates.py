@@ -1,0 +1,39 @@
+"""Dates in what the lanes read: each session's date before its first message, a probe's date before its question.
+
+Benchmarks of long conversations ask when things happened (LoCoMo's temporal questions are a fifth of them), and
+the transcript keeps the dates in `Message.time` and `Probe.date`. The official LoCoMo protocol writes
+`DATE: <date>` at the start of each session; we do the same, on its own line before the content of a message whose
+session or time differs from the message before it, and before a question that says when it is asked. Without
+times nothing changes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from deltamem_chat.transcripts.model import Item, Message
+
+DATE_LINE = "DATE: {}\n"
+
+
+def dated(text: str, date: str | None) -> str:
+    """`text` with its date line in front, or unchanged without a date."""
+    return text if not date else DATE_LINE.format(date) + text
+
+
+def read_texts(items: Sequence[Item], dates: bool = True) -> list[str]:
+    """What each item puts before the lanes: a message's content or a probe's question, dated when `dates`."""
+    texts: list[str] = []
+    previous: tuple[object, str | None] | None = None
+    for item in items:
+        if isinstance(item, Message):
+            here = (item.session, item.time)
+            starts = item.time is not None and here != previous
+            texts.append(dated(item.content, item.time if dates and starts else None))
+            previous = here
+        else:
+            texts.append(dated(item.question, item.date if dates else None))
+    return texts
+
+
+__all__ = ["DATE_LINE", "dated", "read_texts"]
