@@ -73,6 +73,26 @@ def _norm_ratio_after(corrected: Tensor, delta: Callable[[], Tensor]) -> Tensor:
 
 
 @dataclass
+class _Forward:
+    """What one call of the model needs between its hooks: made when the decoder's forward starts, dropped at its end.
+
+    Outside a decoder forward (an attention module called on its own) an idle instance carries the corrections from
+    the attention's pre-hook to its projections' hooks, and reads the attention's own mask.
+    """
+
+    captured: bool                                   # inside the decoder's forward, with its 2D mask captured
+    mask: Tensor | None                              # the 2D mask the caller passed
+    pending: list[dict[str, Tensor] | ReadCorrections | None]    # per layer, corrections not yet added
+    held: list[PendingWrite | None]                  # per layer, decode writes waiting for the end of the forward
+    context: _ForwardContext | None = None           # the batch's masks, computed by the first layer
+    decode_weights: list[DecodeWeights] | None = None    # fetched once per decode forward
+
+    @classmethod
+    def start(cls, layers: int, mask: Tensor | None, captured: bool) -> _Forward:
+        return cls(captured, mask, [None] * layers, [None] * layers)
+
+
+@dataclass
 class _ForwardContext:
     """What every wrapped layer of one forward needs to know about the batch, computed once."""
 
@@ -122,9 +142,8 @@ class DeltaMemModel(nn.Module):
             layer.reset_parameters(attn)
         self._attentions = attentions
         self._states: list[Tensor | None] = [None] * len(attentions)
-        self._pending: list[dict[str, Tensor] | ReadCorrections | None] = [None] * len(attentions)
-        self._held_writes: list[PendingWrite | None] = [None] * len(attentions)
-        self._decode_weights: list[DecodeWeights] | None = None   # fetched once per decode forward
+        self._idle = _Forward.start(len(attentions), None, captured=False)
+        self._forward = self._idle
         self._beta_mean: list[_Diagnostic | None] = [None] * len(attentions)
         self._delta_o_ratio: list[_Diagnostic | None] = [None] * len(attentions)
         self._written: Tensor | None = None
@@ -132,9 +151,6 @@ class DeltaMemModel(nn.Module):
         self._write_rows: tuple[bool, ...] | bool | None = None   # False: off for every row
         self._segment_ids: tuple[Tensor | None, Tensor | None] = (None, None)
         self._row_masks: dict[tuple[tuple[bool, ...], torch.device], Tensor] = {}
-        self._mask_captured = False
-        self._captured_mask: Tensor | None = None
-        self._context: _ForwardContext | None = None
         self._handles: list[RemovableHandle] = []
         self._install_hooks()
 
@@ -159,84 +175,82 @@ class DeltaMemModel(nn.Module):
         return decoder if isinstance(decoder, nn.Module) else None
 
     def _begin_forward(self, module: nn.Module, args: tuple, kwargs: dict) -> None:
-        self._mask_captured = True
-        self._captured_mask = kwargs.get("attention_mask", args[1] if len(args) > 1 else None)
-        self._context = None
+        mask = kwargs.get("attention_mask", args[1] if len(args) > 1 else None)
+        self._forward = _Forward.start(len(self.layers), mask, captured=True)
 
     def _end_forward(self, module: nn.Module, args: tuple, output: Any) -> None:
-        if output is not None and self._context is not None:      # None: the forward raised, so nothing is written
-            self._write_held(self._context)
-        self._held_writes = [None] * len(self._held_writes)
-        self._decode_weights = None
-        self._mask_captured = False
-        self._captured_mask = None
-        self._context = None
-        self._pending = [None] * len(self._pending)
+        forward, self._forward = self._forward, self._idle
+        if output is not None and forward.context is not None:      # None: the forward raised, so nothing is written
+            self._write_held(forward)
 
     def _run_memory(self, index: int, module: nn.Module, args: tuple, kwargs: dict) -> None:
         x = kwargs["hidden_states"] if "hidden_states" in kwargs else args[0]
         local_mask = kwargs.get("attention_mask")
         if local_mask is None and len(args) > 2:
             local_mask = args[2]
-        context = self._forward_context(x, local_mask, count=index == 0 or self._mask_captured)
+        forward = self._forward
+        context = self._forward_context(forward, x, local_mask, count=index == 0 or forward.captured)
         if context is None:
-            self._pending[index] = None
+            forward.pending[index] = None
             return
         layer = self.layers[index]
         state = self._state_for(index, context.batch, x.device)
-        if self._mask_captured and context.n_tok == 1 and context.written is not None and context.segments is None:
+        if forward.captured and context.n_tok == 1 and context.written is not None and context.segments is None:
             # Decode inside the decoder's forward: read now, write with every other layer when the forward ends.
-            if self._decode_weights is None:     # parameters are checked once per forward, not once per layer
-                self._decode_weights = [each.decode_weights() for each in self.layers]
-            self._pending[index], self._held_writes[index] = layer.read_token(x, state, context.readable,
-                                                                              self._decode_weights[index])
+            if forward.decode_weights is None:     # parameters are checked once per forward, not once per layer
+                forward.decode_weights = [each.decode_weights() for each in self.layers]
+            forward.pending[index], forward.held[index] = layer.read_token(x, state, context.readable,
+                                                                           forward.decode_weights[index])
             return
         out = layer(x, state, context.written, context.readable, context.segments, all_written=context.all_written)
         self._states[index] = out.state
         if out.beta is not None:
             self._beta_mean[index] = _now_or_later(context.n_tok, partial(masked_mean, out.beta, out.written))
-        self._pending[index] = out.corrections
+        forward.pending[index] = out.corrections
 
-    def _write_held(self, context: _ForwardContext) -> None:
+    def _write_held(self, forward: _Forward) -> None:
         """Run the held-back decode writes, one batch per device (layers may be spread over several)."""
+        context = forward.context
         by_device: dict[torch.device, list[int]] = {}
-        for index, held in enumerate(self._held_writes):
+        for index, held in enumerate(forward.held):
             if held is not None:
                 by_device.setdefault(held.raw.device, []).append(index)
         for indices in by_device.values():
-            held = PendingWrite.stack([self._held_writes[i] for i in indices])
+            held = PendingWrite.stack([forward.held[i] for i in indices])
             new, beta = self.layers[indices[0]].write_tokens(held, context.written, context.all_written)
             for index, state, layer_beta in zip(indices, new.unbind(0), beta.unbind(0)):
                 self._states[index] = state
                 self._beta_mean[index] = partial(masked_mean, layer_beta.unsqueeze(1), context.written)
 
     def _add_correction(self, index: int, branch: str, module: nn.Module, args: tuple, output: Tensor) -> Tensor | None:
-        pending = self._pending[index]
+        forward = self._forward
+        pending = forward.pending[index]
         if pending is None:
             return None
         if isinstance(pending, ReadCorrections):     # decode: one token, so the ratio is computed on demand
             result = pending.add_to(branch, output)
             if branch == "o":
-                self._pending[index] = None
+                forward.pending[index] = None
                 self._delta_o_ratio[index] = partial(_norm_ratio_after, result, partial(pending.delta, branch))
             return result
         delta = pending[branch]
         if delta.dtype != output.dtype:
             delta = delta.to(output.dtype)
         if branch == "o":
-            self._pending[index] = None
+            forward.pending[index] = None
             self._delta_o_ratio[index] = _now_or_later(output.shape[-2], partial(_norm_ratio, output, delta))
         return output + delta
 
-    def _forward_context(self, x: Tensor, local_mask: Tensor | None, count: bool) -> _ForwardContext | None:
+    def _forward_context(self, forward: _Forward, x: Tensor, local_mask: Tensor | None,
+                         count: bool) -> _ForwardContext | None:
         batch, n_tok = x.shape[:2]
-        if self._context is not None and (self._context.batch, self._context.n_tok) == (batch, n_tok):
-            return self._context
+        if forward.context is not None and (forward.context.batch, forward.context.n_tok) == (batch, n_tok):
+            return forward.context
         memory_rows = self._rows(self._memory_rows, batch, "memory")
         if not any(memory_rows):
             return None
         write_rows = [m and w for m, w in zip(memory_rows, self._rows(self._write_rows, batch, "write"))]
-        mask = self._captured_mask if self._mask_captured else local_mask
+        mask = forward.mask if forward.captured else local_mask
         valid = None if mask is None else token_validity(mask, batch, n_tok, x.device)
         all_valid = valid is None or (x.device.type == "cpu" and bool(valid.all()))   # no host sync on a GPU
         write_mask = self._row_mask(write_rows, x.device).expand(batch, n_tok)
@@ -253,8 +267,8 @@ class DeltaMemModel(nn.Module):
             self._count_written(counts, batch, x.device)
         context = _ForwardContext(batch, n_tok, written if any(write_rows) else None, readable, segments,
                                   all_valid and all(write_rows))
-        if self._mask_captured:
-            self._context = context
+        if forward.captured:
+            forward.context = context
         return context
 
     def _segments(self, batch: int, n_tok: int, written: Tensor) -> Tensor | None:
@@ -436,8 +450,8 @@ class DeltaMemModel(nn.Module):
                 parts[key] = torch.stack(present).mean(0)
         if not parts:
             return {}
-        stacked = {k: v.tolist() for k, v in parts.items()}
-        return stacked
+        values = torch.stack([v.to(self.device) for v in parts.values()]).tolist()   # the one host sync
+        return dict(zip(parts, values))
 
     # ------------------------------------------------------------------------------------- adapters
     def adapter_state_dict(self) -> dict[str, Tensor]:
