@@ -34,7 +34,7 @@ from deltamem_chat.transcripts.scoring import (
     summarise,
     token_f1,
 )
-from deltamem_chat.transcripts.writer import write_transcript
+from deltamem_chat.transcripts.writer import write_transcript, write_transcripts
 
 __all__ = [
     "LOCOMO_CATEGORIES",
@@ -64,4 +64,5 @@ __all__ = [
     "summarise",
     "token_f1",
     "write_transcript",
+    "write_transcripts",
 ]
