@@ -1,7 +1,9 @@
-"""Importers on small hand-written fixtures, and the `import` command end to end."""
+"""Importers on small invented fixtures shaped like the real releases, and the `import` command end to end."""
 
 from __future__ import annotations
 
+import json
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -20,20 +22,60 @@ from deltamem_chat.transcripts import (
     import_openai,
     import_sharegpt,
     load_transcript,
+    read_locomo,
+    read_longmemeval,
     write_transcript,
 )
+from deltamem_chat.transcripts.importers.locomo import evidence_turns
+from deltamem_chat.transcripts.importers.longmemeval import date_order
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "importers"
+RELEASE = "data/multimodal_dialog/locomo10_v2"
 
 
-def test_openai_single_conversation_keeps_text_and_drops_tool_traffic() -> None:
+def _write_json(path: Path, value: object) -> Path:
+    path.write_text(json.dumps(value), encoding="utf-8")
+    return path
+
+
+# --- OpenAI and ShareGPT ---------------------------------------------------------------------------------------
+
+
+def test_openai_keeps_tool_calls_and_results_as_assistant_text() -> None:
     transcript = import_openai(FIXTURES / "openai_chat.json")
     assert transcript.items == [
         Message("system", "You are a helpful gardening assistant."),
         Message("user", "My tomato plant is called Gertrude.\nHer leaves are curling."),
-        Message("assistant", "Curling leaves often mean heat stress; water Gertrude in the morning."),
+        Message("assistant", '[tool call] read_sensor({"sensor": "humidity"})'),
+        Message(
+            "assistant",
+            '[tool result] read_sensor: {"humidity": 41}\n'
+            "Curling leaves often mean heat stress; water Gertrude in the morning.",
+        ),
     ]
     assert transcript.meta.source == "OpenAI messages (openai_chat.json)"
+
+
+def test_openai_legacy_function_calls_and_a_result_no_assistant_follows(tmp_path: Path) -> None:
+    path = _write_json(
+        tmp_path / "legacy.json",
+        [
+            {"role": "user", "content": "Book the 9:40 ferry."},
+            {"role": "assistant", "content": "Booking it.", "function_call": {"name": "book", "arguments": '{"t": 1}'}},
+            {"role": "function", "name": "book", "content": "confirmed, seat 12"},
+            {"role": "user", "content": "Thanks!"},
+            {"role": "assistant", "content": None, "tool_calls": [{"id": "c9", "type": "function"}]},
+            {"role": "tool", "tool_call_id": "c9", "content": [{"type": "text", "text": "ok"}]},
+        ],
+    )
+    assert import_openai(path).items == [
+        Message("user", "Book the 9:40 ferry."),
+        Message("assistant", 'Booking it.\n[tool call] book({"t": 1})'),
+        Message("assistant", "[tool result] book: confirmed, seat 12"),
+        Message("user", "Thanks!"),
+        Message("assistant", '[tool call] {"id": "c9", "type": "function"}'),
+        Message("assistant", "[tool result] ok"),
+    ]
 
 
 def test_openai_jsonl_of_conversations_becomes_sessions() -> None:
@@ -73,17 +115,47 @@ def test_sharegpt_list_becomes_sessions_and_skips_empty_turns() -> None:
     ]
 
 
+def test_sharegpt_function_call_and_observation_turns_are_folded_in_order() -> None:
+    assert import_sharegpt(FIXTURES / "sharegpt_tools.json").items == [
+        Message("user", "What's the weather in Tromsø?"),
+        Message("assistant", '[tool call] get_weather({"city": "Tromsø"})'),
+        Message("assistant", '[tool result] {"temp_c": -4}\nIt is -4 °C in Tromsø.'),
+        Message("user", "Save that to my notes."),
+        Message("assistant", "[tool call] not json: save_note"),
+        Message("assistant", "[tool result] save_note: saved"),
+    ]
+
+
 def test_sharegpt_single_object_has_no_session(tmp_path: Path) -> None:
     path = tmp_path / "one.json"
     path.write_text('{"conversations": [{"from": "human", "value": "Hi"}]}', encoding="utf-8")
     assert import_sharegpt(path).items == [Message("user", "Hi")]
 
 
+def test_sharegpt_rejects_unknown_speaker(tmp_path: Path) -> None:
+    path = _write_json(tmp_path / "odd.json", {"conversations": [{"from": "narrator", "value": "Once"}]})
+    with pytest.raises(ImportFormatError, match="conversation 1, turn 1 has unknown \"from\" 'narrator'"):
+        import_sharegpt(path)
+
+
+# --- LoCoMo ----------------------------------------------------------------------------------------------------
+
+X1_PROBES = [
+    Probe("What is the name of Tobias's dog?", "Biscuit", depends_on=2, id="conv-x1-qa0", category=1),
+    Probe("How many bowls survived the firing?", "7", depends_on=5, id="conv-x1-qa1", category=2),
+    Probe("What day is Imogen's pottery class?", "Mondays", depends_on=1, id="conv-x1-qa2", category=4),
+    Probe("What is Imogen's cat called?", "", depends_on=2, id="conv-x1-qa3", category=5, abstain=True,
+          distractor="Biscuit"),
+    Probe("Would Imogen enjoy a ceramics museum?", "Likely yes", id="conv-x1-qa4", category=3),
+    Probe("Who likes the dog's name?", "Imogen", depends_on=3, id="conv-x1-qa5", category=1),
+]
+
+
 def test_locomo_first_sample_by_default() -> None:
     transcript = import_locomo(FIXTURES / "locomo.json")
     messages = transcript.messages
     assert messages[0].role == "system" and "Imogen and Tobias" in messages[0].content
-    # session_1 comes before session_2 although the file lists session_2 first
+    # session_1 comes before session_2 although the file lists session_2 first; session_3 has only a date
     assert messages[1:] == [
         Message("user", "Imogen: I started a pottery class on Mondays.", 1, "4:02 pm on 28 May, 2023"),
         Message("user", "Tobias: Nice. I adopted a greyhound called Biscuit.", 1, "4:02 pm on 28 May, 2023"),
@@ -96,15 +168,12 @@ def test_locomo_first_sample_by_default() -> None:
             "9:15 am on 3 June, 2023",
         ),
     ]
-    # categories 1-4 in file order; the category-5 (adversarial) question is skipped
-    assert transcript.probes == [
-        Probe("What is the name of Tobias's dog?", "Biscuit", depends_on=2, id="conv-x1-qa0"),
-        Probe("How many bowls survived the firing?", "7", depends_on=5, id="conv-x1-qa1"),
-        Probe("What day is Imogen's pottery class?", "Mondays", depends_on=1, id="conv-x1-qa2"),
-        Probe("Would Imogen enjoy a ceramics museum?", "Likely yes", depends_on=None, id="conv-x1-qa4"),
-    ]
-    assert isinstance(transcript.items[-1], Probe) and isinstance(transcript.items[-5], Message)
+    # every QA, in file order: the int answer becomes text, evidence "D2:02" is D2:2, "D2:2; D1:1" depends on the
+    # earlier D1:1, "D:1:3" reads as D1:3, and category 5 is an abstention with its adversarial answer
+    assert transcript.probes == X1_PROBES
+    assert isinstance(transcript.items[-1], Probe) and isinstance(transcript.items[-7], Message)
     assert transcript.meta.title == "LoCoMo conv-x1: Imogen and Tobias"
+    assert transcript.meta.description == "2 sessions; QA categories 1, 2, 3, 4, 5."
 
 
 @pytest.mark.parametrize("sample", ["conv-x2", "1", 1])
@@ -112,12 +181,39 @@ def test_locomo_sample_by_id_or_index(sample: str | int) -> None:
     transcript = import_locomo(FIXTURES / "locomo.json", sample=sample)
     rosa = Message("user", "Rosa: I finally fixed my bike's gears.", 1, "8:00 pm on 1 July, 2023")
     assert transcript.messages[1] == rosa
-    assert transcript.probes == [Probe("What did Rosa fix?", "her bike's gears", depends_on=1, id="conv-x2-qa0")]
+    # a category-5 QA that does carry an "answer" keeps it
+    assert transcript.probes == [
+        Probe("What did Rosa fix?", "her bike's gears", depends_on=1, id="conv-x2-qa0", category=1),
+        Probe("Did Rosa ride to Larkfield?", "No", depends_on=2, id="conv-x2-qa1", category=5, abstain=True,
+              distractor="Yes"),
+    ]
+
+
+def test_locomo_whole_file_is_one_transcript_per_sample() -> None:
+    transcripts = read_locomo(FIXTURES / "locomo.json")
+    assert list(transcripts) == ["conv-x1", "conv-x2"]
+    assert transcripts["conv-x1"].probes == X1_PROBES
 
 
 def test_locomo_category_filter() -> None:
-    transcript = import_locomo(FIXTURES / "locomo.json", categories=[2, 3])
-    assert [probe.id for probe in transcript.probes] == ["conv-x1-qa1", "conv-x1-qa4"]
+    transcript = import_locomo(FIXTURES / "locomo.json", categories=[2, 3, 5])
+    assert [probe.id for probe in transcript.probes] == ["conv-x1-qa1", "conv-x1-qa3", "conv-x1-qa4"]
+
+
+@pytest.mark.parametrize(
+    ("evidence", "turns"),
+    [
+        (["D1:3"], [(1, 3)]),
+        (["D30:05"], [(30, 5)]),
+        (["D8:6; D9:17"], [(8, 6), (9, 17)]),
+        (["D9:1 D4:4 D4:6"], [(9, 1), (4, 4), (4, 6)]),
+        (["D:11:26", "D", "D1:2:3", "X4:1"], [(11, 26)]),
+        ("D2:1", [(2, 1)]),
+        ([None, 7], []),
+    ],
+)
+def test_locomo_evidence_ids_are_read_robustly(evidence: object, turns: list[tuple[int, int]]) -> None:
+    assert evidence_turns(evidence) == turns
 
 
 @pytest.mark.parametrize(
@@ -125,13 +221,91 @@ def test_locomo_category_filter() -> None:
     [
         ({"sample": "conv-zz"}, "no sample has sample_id 'conv-zz' (the file has: conv-x1, conv-x2)"),
         ({"sample": 9}, "sample 9 is out of range (the file has 2: 0..1)"),
-        ({"categories": [5]}, "categories must be among 1-4"),
+        ({"categories": [6]}, "categories must be among 1-5, not [6]"),
     ],
 )
 def test_locomo_bad_choices(kwargs: dict[str, object], complaint: str) -> None:
     with pytest.raises(ImportFormatError) as caught:
         import_locomo(FIXTURES / "locomo.json", **kwargs)
     assert complaint in str(caught.value)
+
+
+def _conversation(first: str, second: str, fact: str) -> dict[str, object]:
+    """A per-conversation file of the snap-research release: no "conversation" wrapper and no sample_id."""
+    return {
+        "speaker_a": first,
+        "speaker_b": second,
+        "session_1_date_time": "1:00 pm on 2 May, 2023",
+        "session_1": [
+            {"speaker": first, "dia_id": "D1:1", "text": fact},
+            {"speaker": second, "dia_id": "D1:2", "text": "Good to know."},
+        ],
+        "session_2_date_time": "3:30 pm on 9 May, 2023",
+        "events_session_1": {first: [fact], second: [], "date": "2 May, 2023"},
+        "session_1_observation": {first: [[fact, "D1:1"]]},
+        "session_1_summary": f"{first} tells {second}: {fact}",
+        "qa": [
+            {"question": f"What did {first} say?", "answer": fact, "evidence": ["D1:1"], "category": 4},
+            {"question": f"What is {second}'s job?", "adversarial_answer": "pilot", "evidence": [], "category": 5},
+        ],
+    }
+
+
+def _release_zip(path: Path, members: dict[str, object]) -> Path:
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr(f"{RELEASE}/", "")
+        for name, value in members.items():
+            archive.writestr(f"{RELEASE}/{name}", value if isinstance(value, str) else json.dumps(value))
+    return path
+
+
+def test_locomo_release_zip_is_read_in_place(tmp_path: Path) -> None:
+    members = {"12.json": _conversation("Ana", "Bo", "My locker is 12."), "7.json": _conversation("Cy", "Di", "I sing")}
+    path = _release_zip(tmp_path / "locomo10.zip", members)
+    transcripts = read_locomo(path)
+    assert list(transcripts) == ["conv-7", "conv-12"]  # numbered files in number order
+    conv7 = transcripts["conv-7"]
+    assert conv7.messages[1:] == [
+        Message("user", "Cy: I sing", 1, "1:00 pm on 2 May, 2023"),
+        Message("user", "Di: Good to know.", 1, "1:00 pm on 2 May, 2023"),
+    ]
+    assert conv7.probes == [
+        Probe("What did Cy say?", "I sing", depends_on=1, id="conv-7-qa0", category=4),
+        Probe("What is Di's job?", "", id="conv-7-qa1", category=5, abstain=True, distractor="pilot"),
+    ]
+    assert conv7.meta.source == f"LoCoMo (locomo10.zip/{RELEASE}/7.json)"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["locomo10.zip"]  # nothing extracted
+
+
+def test_locomo_release_file_and_folder(tmp_path: Path) -> None:
+    _write_json(tmp_path / "26.json", _conversation("Ana", "Bo", "My locker is 12."))
+    _write_json(tmp_path / "30.json", _conversation("Cy", "Di", "I sing."))
+    (tmp_path / "notes.txt").write_text("not a conversation", encoding="utf-8")
+    single = import_locomo(tmp_path / "26.json")
+    assert single.meta.title == "LoCoMo conv-26: Ana and Bo" and single.probes[0].id == "conv-26-qa0"
+    assert list(read_locomo(tmp_path)) == ["conv-26", "conv-30"]
+    assert import_locomo(tmp_path, sample="conv-30").meta.title == "LoCoMo conv-30: Cy and Di"
+
+
+def test_locomo_zip_errors_name_the_member(tmp_path: Path) -> None:
+    path = _release_zip(tmp_path / "r.zip", {"7.json": _conversation("Cy", "Di", "I sing."), "9.json": "{oops"})
+    with pytest.raises(ImportFormatError, match=rf"r\.zip/{RELEASE}/9\.json:1: invalid JSON"):
+        read_locomo(path)
+    broken = _conversation("Cy", "Di", "I sing.")
+    broken["session_1"][1]["speaker"] = None  # type: ignore[index]
+    path = _release_zip(tmp_path / "s.zip", {"7.json": broken})
+    with pytest.raises(ImportFormatError, match=r'7\.json: sample conv-7, session_1 turn 2 "speaker" should be a str'):
+        read_locomo(path)
+
+
+def test_locomo_refuses_a_category_outside_1_to_5(tmp_path: Path) -> None:
+    conversation = _conversation("Cy", "Di", "I sing.")
+    conversation["qa"][0]["category"] = 6  # type: ignore[index]
+    with pytest.raises(ImportFormatError, match='sample conv-3, qa 0 "category" should be 1-5'):
+        import_locomo(_write_json(tmp_path / "3.json", conversation))
+
+
+# --- LongMemEval -----------------------------------------------------------------------------------------------
 
 
 def test_longmemeval_first_instance() -> None:
@@ -145,7 +319,8 @@ def test_longmemeval_first_instance() -> None:
     ]
     # depends_on is the turn marked has_answer, not just the start of the answer session
     assert transcript.items[-1] == Probe(
-        "What colour did I paint the reading lamp?", "Mustard yellow", depends_on=4, id="q-lamp"
+        "What colour did I paint the reading lamp?", "Mustard yellow", depends_on=4, id="q-lamp",
+        category="single-session-user", date="2023/08/14 (Mon) 10:00",
     )
     assert transcript.meta.description == "question type single-session-user; asked on 2023/08/14 (Mon) 10:00"
 
@@ -154,7 +329,56 @@ def test_longmemeval_first_instance() -> None:
 def test_longmemeval_instance_by_id_or_index(instance: str) -> None:
     transcript = import_longmemeval(FIXTURES / "longmemeval.json", instance=instance)
     # without a has_answer turn, the first turn of the answer session is the evidence; 3 becomes "3"
-    assert transcript.probes == [Probe("How many plants do I own now?", "3", depends_on=0, id="q-count")]
+    assert transcript.probes == [
+        Probe("How many plants do I own now?", "3", depends_on=0, id="q-count", category="multi-session",
+              date="2023/09/02 (Sat) 12:00")
+    ]
+
+
+def test_longmemeval_sessions_in_date_order_and_knowledge_update_depends_on_the_newest_value() -> None:
+    transcript = import_longmemeval(FIXTURES / "longmemeval.json", instance="q-city")
+    messages = transcript.messages
+    assert [(m.session, m.time) for m in messages] == [
+        (1, "2023/03/02 (Thu) 18:30"),
+        (1, "2023/03/02 (Thu) 18:30"),
+        (2, "2023/04/15 (Sat) 12:00"),
+        (2, "2023/04/15 (Sat) 12:00"),
+        (3, "2023/06/10 (Sat) 09:00"),
+        (3, "2023/06/10 (Sat) 09:00"),
+        (3, "2023/06/10 (Sat) 09:00"),
+    ]
+    probe = transcript.probes[0]
+    # the newest session holding evidence, at the turn where the new value is first given (not Porto, the old one)
+    assert probe.depends_on == 4 and messages[4].content == "Big news: I just moved to Lisbon!"
+    assert (probe.category, probe.answer, probe.abstain) == ("knowledge-update", "Lisbon", False)
+
+
+def test_longmemeval_abstention_instance() -> None:
+    probe = import_longmemeval(FIXTURES / "longmemeval.json", instance="q-boat_abs").probes[0]
+    assert probe.abstain and probe.answer.startswith("You did not mention a boat")
+    assert probe.depends_on == 0  # the related fact it is easy to confuse with
+
+
+def test_longmemeval_date_order_is_stable_and_keeps_undated_sessions_in_place() -> None:
+    dates = ["2023/05/20 (Sat) 02:21", "sometime", "2023/05/01 (Mon) 10:00", "2023/05/20 (Sat) 02:21", None]
+    assert date_order(dates) == [2, 1, 0, 3, 4]
+    assert date_order(["2023/5/2", "2023/05/01 (Mon) 23:59"]) == [1, 0]
+
+
+def test_longmemeval_whole_file_is_one_transcript_per_instance() -> None:
+    transcripts = read_longmemeval(FIXTURES / "longmemeval.json")
+    assert list(transcripts) == ["q-lamp", "q-count", "q-city", "q-boat_abs"]
+    assert [t.probes[0].abstain for t in transcripts.values()] == [False, False, False, True]
+
+
+def test_longmemeval_rejects_dates_that_do_not_match_sessions(tmp_path: Path) -> None:
+    record = json.loads((FIXTURES / "longmemeval.json").read_text(encoding="utf-8"))[1]
+    record["haystack_dates"] = []
+    with pytest.raises(ImportFormatError, match='instance q-count "haystack_dates" has 0 dates for 1 sessions'):
+        import_longmemeval(_write_json(tmp_path / "lme.json", record))
+
+
+# --- shared behaviour ------------------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -163,6 +387,7 @@ def test_longmemeval_instance_by_id_or_index(instance: str) -> None:
         (import_openai, "openai_chat.json"),
         (import_openai, "openai_sessions.jsonl"),
         (import_sharegpt, "sharegpt.json"),
+        (import_sharegpt, "sharegpt_tools.json"),
         (import_locomo, "locomo.json"),
         (import_longmemeval, "longmemeval.json"),
     ],
@@ -204,6 +429,9 @@ def test_missing_input_file(tmp_path: Path) -> None:
         import_sharegpt(tmp_path / "absent.json")
 
 
+# --- the command -----------------------------------------------------------------------------------------------
+
+
 def _cli() -> typer.Typer:
     app = typer.Typer()
 
@@ -230,7 +458,7 @@ def test_import_command_locomo_categories(tmp_path: Path) -> None:
     args = ["import", "locomo", str(FIXTURES / "locomo.json"), str(out), "--sample", "conv-x1", "--category", "1"]
     result = CliRunner().invoke(_cli(), args)
     assert result.exit_code == 0, result.output
-    assert [probe.answer for probe in load_transcript(out).probes] == ["Biscuit"]
+    assert [probe.answer for probe in load_transcript(out).probes] == ["Biscuit", "Imogen"]
 
 
 @pytest.mark.parametrize(

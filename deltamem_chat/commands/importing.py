@@ -75,8 +75,8 @@ def import_command(
         typer.Option(
             "--category",
             min=1,
-            max=4,
-            help="locomo: QA category to turn into probes (repeat for several; default 1-4, 5 has no answer).",
+            max=5,
+            help="locomo: QA category to turn into probes (repeat for several; default all, 1-5).",
         ),
     ] = None,
     force: Annotated[bool, typer.Option("--force", "-f", help="Replace OUT if it already exists.")] = False,

@@ -7,6 +7,8 @@ from deltamem_chat.transcripts.importers import (
     import_longmemeval,
     import_openai,
     import_sharegpt,
+    read_locomo,
+    read_longmemeval,
 )
 from deltamem_chat.transcripts.model import (
     ROLES,
@@ -60,6 +62,8 @@ __all__ = [
     "load_transcript",
     "normalize_answer",
     "parse_context",
+    "read_locomo",
+    "read_longmemeval",
     "score_probe",
     "summarise",
     "token_f1",
