@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
@@ -19,13 +20,16 @@ from deltamem_chat.transcripts import (
     Transcript,
     import_locomo,
     import_longmemeval,
+    import_memoryagentbench,
     import_openai,
     import_sharegpt,
     load_transcript,
     read_locomo,
     read_longmemeval,
+    read_memoryagentbench,
     write_transcript,
 )
+from deltamem_chat.transcripts.importers.chunking import chunk_text, estimate_tokens, sentence_spans
 from deltamem_chat.transcripts.importers.locomo import evidence_turns
 from deltamem_chat.transcripts.importers.longmemeval import date_order
 
@@ -376,6 +380,117 @@ def test_longmemeval_rejects_dates_that_do_not_match_sessions(tmp_path: Path) ->
     record["haystack_dates"] = []
     with pytest.raises(ImportFormatError, match='instance q-count "haystack_dates" has 0 dates for 1 sessions'):
         import_longmemeval(_write_json(tmp_path / "lme.json", record))
+
+
+# --- MemoryAgentBench ------------------------------------------------------------------------------------------
+
+MAB_CONTEXT = (
+    "Fact 1: The lighthouse keeper is Orla. Fact 2: The ferry leaves at noon.\n\n"
+    "Fact 3: The lighthouse keeper is now Mr. Penhale. Fact 4: The bakery sells rye."
+)
+
+
+def _parquet(path: Path, rows: list[dict[str, object]]) -> Path:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.Table.from_pylist(rows), path)
+    return path
+
+
+def _mab_rows() -> list[dict[str, object]]:
+    metadata = {"source": "factconsolidation_sh_6k", "qa_pair_ids": ["fc-0", "fc-1"], "question_dates": None,
+                "question_ids": None}
+    return [
+        {
+            "context": MAB_CONTEXT,
+            "questions": ["Who is the lighthouse keeper?", "When does the ferry leave?"],
+            "answers": [["Penhale", "Mr. Penhale", "Penhale"], ["noon", "12 pm"]],
+            "metadata": metadata,
+        },
+        {
+            "context": "I keep bees on the roof. The hives face south.",
+            "questions": ["Where are the hives?", "What colour is my car?"],
+            "answers": [["on the roof"], ["You never said what car you drive."]],
+            "metadata": {"source": "longmemeval_s*", "qa_pair_ids": None,
+                         "question_dates": ["2023/05/30 (Tue) 23:40", "2023/06/01 (Thu) 08:00"],
+                         "question_ids": ["q1", "q2_abs"]},
+        },
+    ]
+
+
+def test_memoryagentbench_row_becomes_chunks_then_probes(tmp_path: Path) -> None:
+    path = _parquet(tmp_path / "Conflict_Resolution-00000-of-00001.parquet", _mab_rows())
+    transcript = import_memoryagentbench(path, chunk_tokens=12)
+    assert transcript.messages[0].role == "system" and "memorize" in transcript.messages[0].content
+    assert transcript.messages[1:] == [
+        Message("user", "Fact 1: The lighthouse keeper is Orla."),
+        Message("user", "Fact 2: The ferry leaves at noon."),
+        Message("user", "Fact 3: The lighthouse keeper is now Mr. Penhale."),
+        Message("user", "Fact 4: The bakery sells rye."),
+    ]
+    assert transcript.probes == [
+        Probe("Who is the lighthouse keeper?", "Penhale", aliases=("Mr. Penhale",), id="fc-0",
+              category="Conflict_Resolution"),
+        Probe("When does the ferry leave?", "noon", aliases=("12 pm",), id="fc-1", category="Conflict_Resolution"),
+    ]
+    assert transcript.meta.title == "MemoryAgentBench Conflict_Resolution-0 (factconsolidation_sh_6k)"
+    assert "4 chunks of at most 12 tokens" in (transcript.meta.description or "")
+    # with the official 4,096-token chunks the whole context is one message, its text kept as it was
+    assert import_memoryagentbench(path).messages[1] == Message("user", MAB_CONTEXT)
+
+
+def test_memoryagentbench_dates_abstentions_split_and_row_names(tmp_path: Path) -> None:
+    path = _parquet(tmp_path / "rows.parquet", _mab_rows())
+    transcript = import_memoryagentbench(path, row="1", split="Accurate_Retrieval")
+    assert transcript.probes == [
+        Probe("Where are the hives?", "on the roof", id="Accurate_Retrieval-1-q0", category="Accurate_Retrieval",
+              date="2023/05/30 (Tue) 23:40"),
+        Probe("What colour is my car?", "You never said what car you drive.", id="Accurate_Retrieval-1-q1",
+              category="Accurate_Retrieval", abstain=True, date="2023/06/01 (Thu) 08:00"),
+    ]
+    assert list(read_memoryagentbench(path)) == ["rows-0", "rows-1"]
+    assert import_memoryagentbench(path, row="rows-1").meta.title == "MemoryAgentBench rows-1 (longmemeval_s*)"
+
+
+def test_memoryagentbench_problems(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    rows = _mab_rows()
+    rows[1]["answers"] = [["on the roof"]]
+    path = _parquet(tmp_path / "bad.parquet", rows)
+    with pytest.raises(ImportFormatError, match="row bad-1 has 2 questions but 1 answers"):
+        read_memoryagentbench(path)
+    assert import_memoryagentbench(path).probes[0].answer == "Penhale"  # the good row alone still imports
+    not_parquet = tmp_path / "x.parquet"
+    not_parquet.write_text("hello", encoding="utf-8")
+    with pytest.raises(ImportFormatError, match=r"x\.parquet: not a readable parquet file"):
+        import_memoryagentbench(not_parquet)
+    monkeypatch.setitem(sys.modules, "pyarrow.parquet", None)
+    with pytest.raises(ImportFormatError, match=r"needs pyarrow \(pip install 'deltamem-chat\[benchmarks\]'\)"):
+        import_memoryagentbench(path)
+
+
+def test_sentences_end_at_punctuation_but_not_after_abbreviations_or_initials() -> None:
+    text = '  Dr. Vale met J. R. Ames at 9 a.m. on Monday. "Really?" she asked! It rained...  Then it stopped'
+    assert [text[start:end] for start, end in sentence_spans(text)] == [
+        "Dr. Vale met J. R. Ames at 9 a.m. on Monday.",
+        '"Really?"',
+        "she asked!",
+        "It rained...",
+        "Then it stopped",
+    ]
+
+
+def test_chunks_pack_whole_sentences_and_a_long_sentence_stands_alone() -> None:
+    text = "One two three. Four five. " + "word " * 20 + "end. Six seven."
+    assert chunk_text(text, 7) == ["One two three. Four five.", ("word " * 20 + "end.").strip(), "Six seven."]
+    assert chunk_text("", 5) == [] and chunk_text("   ", 5) == []
+
+
+def test_token_estimate_counts_like_a_bpe_pre_tokenizer() -> None:
+    assert estimate_tokens("Hello, world!") == 4  # Hello , world !
+    assert estimate_tokens("I'm fine") == 2
+    assert estimate_tokens("code 9545877") == 5  # code, space, 954 587 7
+    assert estimate_tokens("internationalisation") == 2  # a long word is usually split
 
 
 # --- shared behaviour ------------------------------------------------------------------------------------------

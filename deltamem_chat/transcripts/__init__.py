@@ -5,10 +5,12 @@ from deltamem_chat.transcripts.importers import (
     ImportFormatError,
     import_locomo,
     import_longmemeval,
+    import_memoryagentbench,
     import_openai,
     import_sharegpt,
     read_locomo,
     read_longmemeval,
+    read_memoryagentbench,
 )
 from deltamem_chat.transcripts.model import (
     ROLES,
@@ -55,6 +57,7 @@ __all__ = [
     "TranscriptMeta",
     "import_locomo",
     "import_longmemeval",
+    "import_memoryagentbench",
     "import_openai",
     "import_sharegpt",
     "is_hit",
@@ -64,6 +67,7 @@ __all__ = [
     "parse_context",
     "read_locomo",
     "read_longmemeval",
+    "read_memoryagentbench",
     "score_probe",
     "summarise",
     "token_f1",

@@ -9,6 +9,10 @@ Problems with the input become an `ImportFormatError` that says where in the inp
 from deltamem_chat.transcripts.importers.common import ImportFormatError
 from deltamem_chat.transcripts.importers.locomo import LOCOMO_CATEGORIES, import_locomo, read_locomo
 from deltamem_chat.transcripts.importers.longmemeval import import_longmemeval, read_longmemeval
+from deltamem_chat.transcripts.importers.memoryagentbench import (
+    import_memoryagentbench,
+    read_memoryagentbench,
+)
 from deltamem_chat.transcripts.importers.openai import import_openai
 from deltamem_chat.transcripts.importers.sharegpt import import_sharegpt
 
@@ -17,8 +21,10 @@ __all__ = [
     "ImportFormatError",
     "import_locomo",
     "import_longmemeval",
+    "import_memoryagentbench",
     "import_openai",
     "import_sharegpt",
     "read_locomo",
     "read_longmemeval",
+    "read_memoryagentbench",
 ]
