@@ -9,10 +9,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-import typer
 from typer.testing import CliRunner
 
-from deltamem_chat.commands.importing import register
+from deltamem_chat.cli import app
 from deltamem_chat.transcripts import (
     ImportFormatError,
     Message,
@@ -547,33 +546,75 @@ def test_missing_input_file(tmp_path: Path) -> None:
 # --- the command -----------------------------------------------------------------------------------------------
 
 
-def _cli() -> typer.Typer:
-    app = typer.Typer()
-
-    @app.callback()
-    def main() -> None:
-        """A stand-in for the real CLI, so `import` is a sub-command as it will be there."""
-
-    register(app)
-    return app
+def _run(*args: str | Path) -> object:
+    return CliRunner().invoke(app, ["import", *map(str, args)])
 
 
-def test_import_command_writes_a_valid_transcript(tmp_path: Path) -> None:
-    out = tmp_path / "lamp.jsonl"
-    result = CliRunner().invoke(
-        _cli(), ["import", "longmemeval", str(FIXTURES / "longmemeval.json"), str(out), "--instance", "q-lamp"]
-    )
+def test_import_locomo_file_into_a_folder(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    result = _run("locomo", FIXTURES / "locomo.json", out)
     assert result.exit_code == 0, result.output
-    assert f"Wrote {out}: 5 messages, 1 probe." in result.output
-    assert load_transcript(out).probes[0].answer == "Mustard yellow"
+    assert result.stdout.splitlines() == [
+        f"Wrote {out / 'conv-x1.jsonl'}: 6 messages, 6 probes.",
+        f"Wrote {out / 'conv-x2.jsonl'}: 3 messages, 2 probes.",
+        f"Wrote 2 transcripts to {out}: 9 messages, 8 probes.",
+    ]
+    assert load_transcript(out / "conv-x1.jsonl").probes == X1_PROBES
 
 
-def test_import_command_locomo_categories(tmp_path: Path) -> None:
-    out = tmp_path / "locomo.jsonl"
-    args = ["import", "locomo", str(FIXTURES / "locomo.json"), str(out), "--sample", "conv-x1", "--category", "1"]
-    result = CliRunner().invoke(_cli(), args)
+@pytest.mark.parametrize("target", ["picked.jsonl", "folder"])
+def test_import_one_sample_to_a_file_or_into_a_folder(tmp_path: Path, target: str) -> None:
+    out = tmp_path / target
+    result = _run("locomo", FIXTURES / "locomo.json", out, "--sample", "conv-x2", "--category", "1")
     assert result.exit_code == 0, result.output
-    assert [probe.answer for probe in load_transcript(out).probes] == ["Biscuit", "Imogen"]
+    written = out if target.endswith(".jsonl") else out / "conv-x2.jsonl"
+    assert result.stdout == f"Wrote {written}: 3 messages, 1 probe.\n"
+    assert [probe.answer for probe in load_transcript(written).probes] == ["her bike's gears"]
+
+
+def test_import_release_zip_and_longmemeval_instance(tmp_path: Path) -> None:
+    zipped = _release_zip(tmp_path / "locomo10.zip", {"26.json": _conversation("Ana", "Bo", "My locker is 12.")})
+    assert _run("locomo", zipped, tmp_path / "conv26.jsonl").exit_code == 0  # one conversation may go to a file
+    assert load_transcript(tmp_path / "conv26.jsonl").meta.title == "LoCoMo conv-26: Ana and Bo"
+    result = _run("longmemeval", FIXTURES / "longmemeval.json", tmp_path / "lme", "--instance", "q-city")
+    assert result.exit_code == 0, result.output
+    assert load_transcript(tmp_path / "lme" / "q-city.jsonl").probes[0].depends_on == 4
+
+
+def test_import_memoryagentbench_rows(tmp_path: Path) -> None:
+    source = _parquet(tmp_path / "Test_Time_Learning-00000-of-00001.parquet", _mab_rows())
+    result = _run("memoryagentbench", source, tmp_path / "mab", "--chunk-tokens", "12")
+    assert result.exit_code == 0, result.output
+    names = sorted(p.name for p in (tmp_path / "mab").iterdir())
+    assert names == ["Test_Time_Learning-0.jsonl", "Test_Time_Learning-1.jsonl"]
+    assert len(load_transcript(tmp_path / "mab" / "Test_Time_Learning-0.jsonl").messages) == 5
+    result = _run("memoryagentbench", source, tmp_path / "one.jsonl", "--row", "1", "--split", "Accurate_Retrieval")
+    assert result.exit_code == 0, result.output
+    assert load_transcript(tmp_path / "one.jsonl").probes[0].category == "Accurate_Retrieval"
+
+
+def test_import_refuses_existing_files_without_force_and_writes_nothing(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "conv-x2.jsonl").write_text("keep me\n", encoding="utf-8")
+    refused = _run("locomo", FIXTURES / "locomo.json", out)
+    assert refused.exit_code == 1
+    assert refused.stderr == f"Cannot import: {out / 'conv-x2.jsonl'} already exists; pass --force to replace it.\n"
+    assert sorted(p.name for p in out.iterdir()) == ["conv-x2.jsonl"]  # conv-x1 was not written either
+    assert (out / "conv-x2.jsonl").read_text(encoding="utf-8") == "keep me\n"
+    forced = _run("locomo", FIXTURES / "locomo.json", out, "--force")
+    assert forced.exit_code == 0, forced.output
+    assert len(load_transcript(out / "conv-x2.jsonl").probes) == 2
+
+
+def test_import_writes_nothing_when_one_conversation_fails(tmp_path: Path) -> None:
+    samples = json.loads((FIXTURES / "locomo.json").read_text(encoding="utf-8"))
+    samples[1]["qa"][0]["question"] = " "  # the reader would refuse this probe
+    source = _write_json(tmp_path / "in.json", samples)
+    result = _run("locomo", source, tmp_path / "out")
+    assert result.exit_code == 1
+    assert 'conv-x2.jsonl:5: would be invalid: "question" is empty' in result.stderr
+    assert not (tmp_path / "out").exists()
 
 
 @pytest.mark.parametrize(
@@ -581,9 +622,14 @@ def test_import_command_locomo_categories(tmp_path: Path) -> None:
     [
         (["openai", "{broken}"], "invalid JSON"),
         (["sharegpt", "{missing}"], "no such file"),
-        (["openai", "{broken}", "--sample", "0"], "--sample only applies to the locomo format"),
-        (["locomo", str(FIXTURES / "locomo.json"), "--instance", "0"], "--instance only applies"),
+        (["openai", "{broken}", "--sample", "0"], "--sample only applies to the locomo format."),
+        (["locomo", str(FIXTURES / "locomo.json"), "--instance", "0"], "--instance only applies to the longmemeval "
+         "format (use --sample for locomo)."),
+        (["locomo", str(FIXTURES / "locomo.json"), "--row", "0"], "--row only applies to the memoryagentbench"),
+        (["longmemeval", str(FIXTURES / "longmemeval.json"), "--category", "1"], "--category only applies"),
         (["locomo", str(FIXTURES / "locomo.json"), "--sample", "nope"], "no sample has sample_id 'nope'"),
+        (["locomo", str(FIXTURES / "locomo.json")], "holds 2 conversations; give a folder as OUT, or pick one "
+         "with --sample."),
     ],
 )
 def test_import_command_errors_are_one_line_and_write_nothing(tmp_path: Path, args: list[str], complaint: str) -> None:
@@ -591,23 +637,22 @@ def test_import_command_errors_are_one_line_and_write_nothing(tmp_path: Path, ar
     broken.write_text('{"messages": [', encoding="utf-8")
     args = [a.format(broken=broken, missing=tmp_path / "missing.json") for a in args]
     out = tmp_path / "out.jsonl"
-    result = CliRunner().invoke(_cli(), ["import", args[0], args[1], str(out), *args[2:]])
+    result = CliRunner().invoke(app, ["import", args[0], args[1], str(out), *args[2:]])
     assert result.exit_code != 0
     assert result.exception is None or isinstance(result.exception, SystemExit)  # no traceback
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and complaint in lines[0], result.stderr
     assert result.stdout == ""
-    assert not out.exists()
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["broken.json"]  # no temporary file either
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["broken.json"]  # no output, no temporary file
 
 
-def test_import_command_refuses_to_overwrite_without_force(tmp_path: Path) -> None:
+def test_import_command_refuses_to_overwrite_a_file_without_force(tmp_path: Path) -> None:
     out = tmp_path / "out.jsonl"
     out.write_text("keep me\n", encoding="utf-8")
-    source = str(FIXTURES / "openai_lines.jsonl")
-    refused = CliRunner().invoke(_cli(), ["import", "openai", source, str(out)])
+    source = FIXTURES / "openai_lines.jsonl"
+    refused = _run("openai", source, out)
     assert refused.exit_code == 1 and "already exists; pass --force" in refused.stderr
     assert out.read_text(encoding="utf-8") == "keep me\n"
-    forced = CliRunner().invoke(_cli(), ["import", "openai", source, str(out), "--force"])
+    forced = _run("openai", source, out, "--force")
     assert forced.exit_code == 0, forced.output
     assert len(load_transcript(out).messages) == 2
