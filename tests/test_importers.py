@@ -184,10 +184,10 @@ def test_locomo_sample_by_id_or_index(sample: str | int) -> None:
     transcript = import_locomo(FIXTURES / "locomo.json", sample=sample)
     rosa = Message("user", "Rosa: I finally fixed my bike's gears.", 1, "8:00 pm on 1 July, 2023")
     assert transcript.messages[1] == rosa
-    # a category-5 QA that does carry an "answer" keeps it
+    # a category-5 QA that also carries an "answer" still expects none: LoCoMo offers that one as a wrong choice
     assert transcript.probes == [
         Probe("What did Rosa fix?", "her bike's gears", depends_on=1, id="conv-x2-qa0", category=1),
-        Probe("Did Rosa ride to Larkfield?", "No", depends_on=2, id="conv-x2-qa1", category=5, abstain=True,
+        Probe("Did Rosa ride to Larkfield?", "", depends_on=2, id="conv-x2-qa1", category=5, abstain=True,
               distractor="Yes"),
     ]
 

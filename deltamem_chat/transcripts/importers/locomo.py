@@ -133,7 +133,11 @@ def _messages(sample: _Sample, speaker_a: str, speaker_b: str) -> tuple[list[Ite
 
 
 def _probe(sample: _Sample, index: int, qa: dict[str, object], message_of_turn: dict[TurnId, int]) -> Probe:
-    """One QA as a probe; it depends on the earliest evidence turn, where the fact first comes up."""
+    """One QA as a probe; it depends on the earliest evidence turn, where the fact first comes up.
+
+    A category-5 probe has no answer: the right reply is that the conversation does not say. The few such QAs
+    that also have an "answer" are left with none, since LoCoMo's evaluation offers that as the wrong choice.
+    """
     where = f"sample {sample.id}, qa {index}"
     category = qa["category"]
     found = [message_of_turn[turn] for turn in evidence_turns(qa.get("evidence")) if turn in message_of_turn]
@@ -145,7 +149,7 @@ def _probe(sample: _Sample, index: int, qa: dict[str, object], message_of_turn: 
         distractor = answer_text(sample.where, distractor, f'{where} "adversarial_answer"') or None
     return Probe(
         question=as_text(sample.where, qa.get("question"), f'{where} "question"'),
-        answer=answer_text(sample.where, qa.get("answer", ""), f'{where} "answer"'),
+        answer="" if adversarial else answer_text(sample.where, qa["answer"], f'{where} "answer"'),
         depends_on=min(found, default=None),
         id=f"{sample.id}-qa{index}",
         category=category,
