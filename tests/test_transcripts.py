@@ -18,6 +18,7 @@ from deltamem_chat.transcripts import (
     iter_transcript_items,
     load_transcript,
     write_transcript,
+    write_transcripts,
 )
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -276,6 +277,17 @@ def test_write_refuses_an_invalid_transcript_and_keeps_the_old_file(tmp_path: Pa
         write_transcript(Transcript(path=None), out)
     assert out.read_text(encoding="utf-8") == HI + "\n"
     assert [p.name for p in tmp_path.iterdir()] == ["keep.jsonl"]
+
+
+def test_write_many_checks_them_all_before_writing_any(tmp_path: Path) -> None:
+    good = Transcript(path=None, items=[Message("user", "hi")])
+    bad = Transcript(path=None, items=[Message("user", "hi"), Probe("Which?", "the")])
+    targets = {tmp_path / "new" / "a.jsonl": good, tmp_path / "new" / "b.jsonl": bad}
+    with pytest.raises(TranscriptError, match=r"b\.jsonl:2: would be invalid: \"answer\""):
+        write_transcripts(targets)
+    assert list(tmp_path.iterdir()) == []  # not even the folder
+    write_transcripts({tmp_path / "new" / "a.jsonl": good, tmp_path / "new" / "c.jsonl": good})
+    assert sorted(p.name for p in (tmp_path / "new").iterdir()) == ["a.jsonl", "c.jsonl"]
 
 
 def test_the_documented_example_is_a_valid_transcript(tmp_path: Path) -> None:

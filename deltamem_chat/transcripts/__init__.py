@@ -5,8 +5,12 @@ from deltamem_chat.transcripts.importers import (
     ImportFormatError,
     import_locomo,
     import_longmemeval,
+    import_memoryagentbench,
     import_openai,
     import_sharegpt,
+    read_locomo,
+    read_longmemeval,
+    read_memoryagentbench,
 )
 from deltamem_chat.transcripts.model import (
     ROLES,
@@ -34,7 +38,7 @@ from deltamem_chat.transcripts.scoring import (
     summarise,
     token_f1,
 )
-from deltamem_chat.transcripts.writer import write_transcript
+from deltamem_chat.transcripts.writer import write_transcript, write_transcripts
 
 __all__ = [
     "LOCOMO_CATEGORIES",
@@ -53,6 +57,7 @@ __all__ = [
     "TranscriptMeta",
     "import_locomo",
     "import_longmemeval",
+    "import_memoryagentbench",
     "import_openai",
     "import_sharegpt",
     "is_hit",
@@ -60,8 +65,12 @@ __all__ = [
     "load_transcript",
     "normalize_answer",
     "parse_context",
+    "read_locomo",
+    "read_longmemeval",
+    "read_memoryagentbench",
     "score_probe",
     "summarise",
     "token_f1",
     "write_transcript",
+    "write_transcripts",
 ]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Mapping
 
 from deltamem.files import atomic_write_text
 from deltamem_chat.transcripts.model import ContextSuggestion, Message, Probe, Transcript, TranscriptMeta
@@ -55,10 +56,10 @@ def transcript_records(transcript: Transcript) -> list[dict[str, object]]:
     return ([meta] if meta else []) + [item_record(item) for item in transcript.items]
 
 
-def write_transcript(transcript: Transcript, out_path: str | os.PathLike[str]) -> None:
-    """Validate every line as the reader would, then write the file atomically.
+def _checked_text(transcript: Transcript, out_path: str | os.PathLike[str]) -> str:
+    """The file's text, once every line has passed the reader's checks.
 
-    Raises `TranscriptError` (naming `out_path` and the line it would have had) instead of writing a file
+    Raises `TranscriptError` (naming `out_path` and the line it would have had) instead of producing a file
     that `load_transcript` would reject.
     """
     records = transcript_records(transcript)
@@ -72,4 +73,19 @@ def write_transcript(transcript: Transcript, out_path: str | os.PathLike[str]) -
         validator.finish()
     except LineProblem as problem:
         raise TranscriptError(out_path, None, f"would be invalid: {problem}") from None
-    atomic_write_text(out_path, "".join(json.dumps(record, ensure_ascii=False) + "\n" for record in records))
+    return "".join(json.dumps(record, ensure_ascii=False) + "\n" for record in records)
+
+
+def write_transcripts(targets: Mapping[str | os.PathLike[str], Transcript]) -> None:
+    """Validate every transcript first, then write each file atomically, so one bad transcript writes nothing.
+
+    Missing folders are created only once all have passed.
+    """
+    texts = {path: _checked_text(transcript, path) for path, transcript in targets.items()}
+    for path, text in texts.items():
+        atomic_write_text(path, text)
+
+
+def write_transcript(transcript: Transcript, out_path: str | os.PathLike[str]) -> None:
+    """Validate every line as the reader would, then write the file atomically (see `write_transcripts`)."""
+    write_transcripts({out_path: transcript})
