@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from deltamem.runtime import ABEngine, Event, GenerationSettings, LaneDone, TurnDone, TurnStats
+from deltamem_chat.scoring import ProbeOutcome, ScoreSummary, summarise
 from deltamem_chat.transcripts import Message, Probe, Transcript
-from deltamem_chat.transcripts.scoring import ProbeOutcome, ScoreSummary, summarise
 
 
 @dataclass

@@ -1,5 +1,19 @@
-"""Transcripts: the `transcript.jsonl` format, its validating reader, importers, writer and probe scoring."""
+"""Transcripts: the `transcript.jsonl` format, its validating reader, importers and writer.
 
+Probe scoring lives in `deltamem_chat.scoring`; its original names are re-exported here.
+"""
+
+from deltamem_chat.scoring import (
+    LaneSummary,
+    ProbeOutcome,
+    ProbeScore,
+    ScoreSummary,
+    is_hit,
+    normalize_answer,
+    score_probe,
+    summarise,
+    token_f1,
+)
 from deltamem_chat.transcripts.importers import (
     LOCOMO_CATEGORIES,
     ImportFormatError,
@@ -22,17 +36,6 @@ from deltamem_chat.transcripts.reader import (
     iter_transcript_items,
     load_transcript,
     parse_context,
-)
-from deltamem_chat.transcripts.scoring import (
-    LaneSummary,
-    ProbeOutcome,
-    ProbeScore,
-    ScoreSummary,
-    is_hit,
-    normalize_answer,
-    score_probe,
-    summarise,
-    token_f1,
 )
 from deltamem_chat.transcripts.writer import write_transcript
 
