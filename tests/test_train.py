@@ -32,7 +32,8 @@ from deltamem.train import (
 from deltamem.train.batch import Renderer
 from deltamem.train.trainer import build_model
 from deltamem_chat.cli import app
-from deltamem_chat.transcripts import is_hit, load_transcript
+from deltamem_chat.scoring import is_hit
+from deltamem_chat.transcripts import load_transcript
 
 
 # --------------------------------------------------------------------------------------------- generator, CLI

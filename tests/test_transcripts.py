@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from deltamem_chat.scoring import is_hit
 from deltamem_chat.transcripts import (
     ContextSuggestion,
     Message,
@@ -14,7 +15,6 @@ from deltamem_chat.transcripts import (
     Transcript,
     TranscriptError,
     TranscriptMeta,
-    is_hit,
     iter_transcript_items,
     load_transcript,
     write_transcript,

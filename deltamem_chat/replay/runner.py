@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from deltamem.runtime import ABEngine, Event, GenerationSettings, LaneDone, TurnDone, TurnStats
+from deltamem_chat.scoring import ProbeOutcome, ScoreSummary, summarise
 from deltamem_chat.transcripts import Probe, Transcript
 from deltamem_chat.transcripts.dates import read_texts
-from deltamem_chat.transcripts.scoring import ProbeOutcome, ScoreSummary, summarise
 
 
 @dataclass

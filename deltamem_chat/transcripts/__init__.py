@@ -1,4 +1,7 @@
-"""Transcripts: the `transcript.jsonl` format, its validating reader, importers, writer and probe scoring."""
+"""Transcripts: the `transcript.jsonl` format, its validating reader, importers and writer.
+
+Probe scoring lives in `deltamem_chat.scoring`.
+"""
 
 from deltamem_chat.transcripts.importers import (
     LOCOMO_CATEGORIES,
@@ -27,17 +30,6 @@ from deltamem_chat.transcripts.reader import (
     load_transcript,
     parse_context,
 )
-from deltamem_chat.transcripts.scoring import (
-    LaneSummary,
-    ProbeOutcome,
-    ProbeScore,
-    ScoreSummary,
-    is_hit,
-    normalize_answer,
-    score_probe,
-    summarise,
-    token_f1,
-)
 from deltamem_chat.transcripts.writer import write_transcript, write_transcripts
 
 __all__ = [
@@ -46,12 +38,8 @@ __all__ = [
     "ContextSuggestion",
     "ImportFormatError",
     "Item",
-    "LaneSummary",
     "Message",
     "Probe",
-    "ProbeOutcome",
-    "ProbeScore",
-    "ScoreSummary",
     "Transcript",
     "TranscriptError",
     "TranscriptMeta",
@@ -60,17 +48,12 @@ __all__ = [
     "import_memoryagentbench",
     "import_openai",
     "import_sharegpt",
-    "is_hit",
     "iter_transcript_items",
     "load_transcript",
-    "normalize_answer",
     "parse_context",
     "read_locomo",
     "read_longmemeval",
     "read_memoryagentbench",
-    "score_probe",
-    "summarise",
-    "token_f1",
     "write_transcript",
     "write_transcripts",
 ]

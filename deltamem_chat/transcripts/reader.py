@@ -12,6 +12,7 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
+from deltamem_chat.scoring.normalize import normalize_answer
 from deltamem_chat.transcripts.model import (
     ROLES,
     ContextSuggestion,
@@ -21,7 +22,6 @@ from deltamem_chat.transcripts.model import (
     Transcript,
     TranscriptMeta,
 )
-from deltamem_chat.transcripts.scoring import normalize_answer
 
 ITEM_TYPES = ("meta", "message", "probe")
 ROLE_ALIASES: dict[str, Role] = {

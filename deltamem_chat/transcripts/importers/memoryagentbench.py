@@ -13,6 +13,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from deltamem_chat.scoring.normalize import normalize_answer
 from deltamem_chat.transcripts.importers.chunking import CHUNK_TOKENS, chunk_text
 from deltamem_chat.transcripts.importers.common import (
     ImportFormatError,
@@ -24,7 +25,6 @@ from deltamem_chat.transcripts.importers.common import (
     finish,
 )
 from deltamem_chat.transcripts.model import Item, Message, Probe, Transcript, TranscriptMeta
-from deltamem_chat.transcripts.scoring import normalize_answer
 
 SYSTEM_MESSAGE = "You are a helpful assistant that can read the context and memorize it for future retrieval."
 """The system message of every official MemoryAgentBench template."""

@@ -26,7 +26,7 @@ from deltamem.files import atomic_write_text
 from deltamem.runtime import LaneDone, SessionIdentity, TurnStats
 from deltamem_chat.replay import ReplayRunner, StepFinished, StepRecord, StepStarted, build_report, to_markdown
 from deltamem_chat.replay.report import write_json
-from deltamem_chat.transcripts import ProbeScore, summarise
+from deltamem_chat.scoring import ProbeScore, summarise
 from deltamem_chat.tui.app import FRAME_S, LANE_TITLES
 from deltamem_chat.tui.feed import TextDelta, lane_diagnostics
 from deltamem_chat.tui.replay.commands import ReplayCommands

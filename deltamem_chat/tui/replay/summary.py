@@ -16,7 +16,7 @@ from textual.content import Content
 from textual.screen import Screen
 from textual.widgets import Footer, Static
 
-from deltamem_chat.transcripts import ProbeOutcome, ScoreSummary
+from deltamem_chat.scoring import ProbeOutcome, ScoreSummary
 
 #: How long an answer may be on the summary before it is cut (the report keeps it whole).
 ANSWER_CHARS = 200

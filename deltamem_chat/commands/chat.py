@@ -1,0 +1,90 @@
+"""The full `deltamem-chat` app: the side-by-side chat by default, and sub-commands for replay and tools.
+
+`deltamem_chat.cli` runs it (and re-exports it as `app`), except for the sub-commands that need no torch.
+"""
+
+from __future__ import annotations
+
+import typer
+
+from deltamem_chat import __version__
+from deltamem_chat.commands import demo, importing, models, replay, score, train
+from deltamem_chat.commands.options import (
+    AdapterOpt,
+    AttnOpt,
+    BaseOpt,
+    DeviceOpt,
+    DtypeOpt,
+    LanesOpt,
+    MaxTokensOpt,
+    PolicyOpt,
+    SeedOpt,
+    TemperatureOpt,
+    TopKOpt,
+    TopPOpt,
+    alias_context,
+    lanes_mode,
+    load_or_exit,
+    policy_for,
+    settings_from,
+)
+
+app = typer.Typer(
+    name="deltamem-chat",
+    help="See what δ-mem remembers: a frozen LLM and the same LLM with δ-mem, side by side.",
+    add_completion=False,
+    rich_markup_mode="rich",
+)
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"deltamem-chat {__version__}")
+        raise typer.Exit()
+
+
+@app.callback(invoke_without_command=True)
+def chat(
+    ctx: typer.Context,
+    adapter: AdapterOpt = "qwen3-4b",
+    base: BaseOpt = None,
+    context: PolicyOpt = None,
+    lanes: LanesOpt = "batched",
+    device: DeviceOpt = "auto",
+    dtype: DtypeOpt = "auto",
+    attn: AttnOpt = "auto",
+    max_new_tokens: MaxTokensOpt = 512,
+    temperature: TemperatureOpt = 0.0,
+    top_p: TopPOpt = 1.0,
+    top_k: TopKOpt = 0,
+    seed: SeedOpt = 0,
+    version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True,
+                                 help="Print the version and exit."),
+) -> None:
+    """Chat with the frozen model and its δ-mem twin side by side (when no sub-command is given)."""
+    if ctx.invoked_subcommand is not None:
+        return
+    batched = lanes_mode(lanes)
+    policy = policy_for(context, alias_context(adapter))
+    settings = settings_from(max_new_tokens, temperature, top_p, top_k, seed)
+    loaded = load_or_exit(adapter, base, device, dtype, attn)
+    from deltamem_chat.tui import run_chat
+
+    raise typer.Exit(run_chat(loaded, policy, settings, batched))
+
+
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True, "help_option_names": []})
+def bench(ctx: typer.Context) -> None:
+    """Measure δ-mem's cost against the frozen model (options: `deltamem-chat bench --help`)."""
+    from deltamem.bench import main as bench_main
+
+    raise typer.Exit(bench_main(list(ctx.args)))
+
+
+importing.register(app)
+models.register(app)
+replay.register(app)
+demo.register(app)
+train.register(app)
+score.register(app)
+
