@@ -176,3 +176,25 @@ def test_chat_command_opens_the_tui_on_the_loaded_model(tiny_model_dirs, monkeyp
                                       "--context", "window:300", "--lanes", "sequential", "--max-new-tokens", "9"])
     assert result.exit_code == 0, result.output
     assert seen == {"base": str(base), "policy": "window:300", "batched": False, "tokens": 9}
+
+
+def test_a_locomo_replay_asks_with_the_official_wording_and_reports_its_score(tiny_model_dirs, tmp_path: Path) -> None:
+    path = tmp_path / "locomo.jsonl"
+    path.write_text("".join(json.dumps(record) + "\n" for record in (
+        {"role": "user", "content": "Ann: I adopted a dog.", "session": 1, "time": "8 May, 2023"},
+        {"type": "probe", "id": "q0", "question": "When did Ann adopt a dog?", "answer": "8 May 2023", "category": 2},
+        {"type": "probe", "id": "q1", "question": "What is Ann's cat called?", "answer": "", "category": 5,
+         "abstain": True, "distractor": "Tom"},
+    )))
+    result, report_path, markdown = _replay(tiny_model_dirs, tmp_path, "--ab", "--protocol", "locomo", file=path)
+    assert result.exit_code == 0, result.output
+    report = json.loads(report_path.read_text())
+    assert report["config"]["protocol"] == "locomo"
+    asked = [turn["text"] for turn in report["turns"] if turn["kind"] == "probe"]
+    assert asked[0] == "When did Ann adopt a dog? Use DATE of CONVERSATION to answer with an approximate date."
+    assert "(a)" in asked[1] and "(b)" in asked[1] and "Tom" in asked[1] and "No information available" in asked[1]
+    assert [p["category"] for p in report["probes"]] == [2, 5] and report["probes"][1]["abstain"] is True
+    delta = report["summary"]["lanes"]["delta"]
+    assert set(delta["categories"]) == {"2", "5"} and 0.0 <= delta["score"] <= 1.0
+    bad, _, _ = _replay(tiny_model_dirs, tmp_path, "--protocol", "nope", file=path, name="bad")
+    assert bad.exit_code != 0 and "--protocol" in bad.output

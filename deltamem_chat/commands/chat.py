@@ -8,7 +8,7 @@ from __future__ import annotations
 import typer
 
 from deltamem_chat import __version__
-from deltamem_chat.commands import demo, importing, models, replay, score, train
+from deltamem_chat.commands import demo, evaluate, importing, models, replay, score, train
 from deltamem_chat.commands.options import (
     AdapterOpt,
     AttnOpt,
@@ -84,6 +84,7 @@ def bench(ctx: typer.Context) -> None:
 importing.register(app)
 models.register(app)
 replay.register(app)
+evaluate.register(app)
 demo.register(app)
 train.register(app)
 score.register(app)

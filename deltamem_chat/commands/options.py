@@ -28,6 +28,9 @@ TemperatureOpt = Annotated[float, typer.Option("--temperature", min=0.0, help="0
 TopPOpt = Annotated[float, typer.Option("--top-p", min=0.0, max=1.0, help="Nucleus sampling mass (sampling only).")]
 TopKOpt = Annotated[int, typer.Option("--top-k", min=0, help="Keep the k likeliest tokens (0 = all; sampling only).")]
 SeedOpt = Annotated[int, typer.Option("--seed", help="Sampling seed (same seed, same text).")]
+ProtocolOpt = Annotated[str, typer.Option("--protocol", help="Scoring: ours (hit and token F1, for our own "
+                                          "transcripts), locomo (the official LoCoMo score and question wording) or "
+                                          "mab (MemoryAgentBench's metrics).")]
 DatesOpt = Annotated[str, typer.Option("--dates", help="on: each session's date (`DATE: …`) before its first "
                                        "message and a probe's date before its question, where the transcript has "
                                        "them; off: the texts alone.")]
@@ -39,7 +42,7 @@ err = Console(stderr=True)
 
 def fail(message: str, code: int = 2) -> typer.Exit:
     """Print one sentence to stderr and return the exit to raise."""
-    err.print(f"[bold red]error:[/] {message}", highlight=False)
+    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
     return typer.Exit(code)
 
 
@@ -66,6 +69,16 @@ def dates_on(text: str) -> bool:
     if text not in ("on", "off"):
         raise fail(f"--dates {text!r}: use on or off")
     return text == "on"
+
+
+def protocol_named(name: str):
+    """The scoring protocol called `name`, or a one-sentence exit."""
+    from deltamem_chat.scoring import get_protocol
+
+    try:
+        return get_protocol(name)
+    except ValueError as exc:
+        raise fail(f"--protocol: {exc}") from None
 
 
 def settings_from(max_new_tokens: int, temperature: float, top_p: float, top_k: int, seed: int) -> GenerationSettings:

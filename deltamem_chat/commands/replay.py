@@ -19,6 +19,7 @@ from deltamem_chat.commands.options import (
     LanesOpt,
     MaxTokensOpt,
     PolicyOpt,
+    ProtocolOpt,
     SeedOpt,
     TemperatureOpt,
     TopKOpt,
@@ -29,6 +30,7 @@ from deltamem_chat.commands.options import (
     lanes_mode,
     load_or_exit,
     policy_for,
+    protocol_named,
     settings_from,
 )
 from deltamem_chat.replay import ReplayRunner, run_headless
@@ -36,7 +38,7 @@ from deltamem_chat.transcripts import Transcript, TranscriptError, load_transcri
 
 
 def replay_config(transcript: Transcript, loaded: LoadedModel, policy: ContextPolicy, settings: GenerationSettings,
-                  *, batched: bool, regenerate: bool, ab: bool, dates: bool) -> dict:
+                  *, batched: bool, regenerate: bool, ab: bool, dates: bool, protocol: str) -> dict:
     """The `config` block of a replay report."""
     return {
         "transcript": str(transcript.path), "title": transcript.meta.title,
@@ -45,6 +47,7 @@ def replay_config(transcript: Transcript, loaded: LoadedModel, policy: ContextPo
         "attn": loaded.choice.attn, "lanes": ["frozen", "delta"] if ab else ["delta"],
         "lanes_mode": "batched" if batched else "sequential",
         "assistant_turns": "regenerated" if regenerate else "teacher-forced", "dates": "on" if dates else "off",
+        "protocol": protocol,
         "seed": settings.seed, "max_new_tokens": settings.max_new_tokens, "temperature": settings.temperature,
         "top_p": settings.top_p, "top_k": settings.top_k, "write_horizon": 8192,
     }
@@ -76,6 +79,7 @@ def register(app: typer.Typer) -> None:
         top_k: TopKOpt = 0,
         seed: SeedOpt = 0,
         dates: DatesOpt = "on",
+        protocol: ProtocolOpt = "ours",
     ) -> None:
         """Replay a transcript turn by turn through the frozen and δ-mem lanes and score its recall probes."""
         try:
@@ -84,15 +88,17 @@ def register(app: typer.Typer) -> None:
             raise fail(str(exc)) from None
         batched = lanes_mode(lanes)
         with_dates = dates_on(dates)
+        scoring = protocol_named(protocol)
         suggested = str(transcript.meta.context) if transcript.meta.context else None
         policy = policy_for(context, suggested, alias_context(adapter))
         settings = settings_from(max_new_tokens, temperature, top_p, top_k, seed)
         loaded = load_or_exit(adapter, base, device, dtype, attn)
         engine = ABEngine(loaded.model, loaded.tokenizer, policy=policy, batched=batched)
         runner = ReplayRunner(engine, transcript, settings=settings, regenerate=regenerate,
-                              lanes=["frozen", "delta"] if ab else ["delta"], dates=with_dates)
+                              lanes=["frozen", "delta"] if ab else ["delta"], dates=with_dates,
+                              protocol=scoring)
         config = replay_config(transcript, loaded, policy, settings, batched=batched, regenerate=regenerate, ab=ab,
-                               dates=with_dates)
+                               dates=with_dates, protocol=scoring.name)
         if headless:
             _, completed = run_headless(runner, config, report_path=report, markdown_path=markdown,
                                         console=Console(stderr=True))

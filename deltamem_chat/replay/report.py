@@ -40,14 +40,18 @@ def build_report(runner: ReplayRunner, config: dict[str, Any], *, partial: bool)
             continue
         probe = runner.transcript.items[record.index]
         probes.append({
-            "index": outcome.probe_index, "item": record.index, "question": outcome.question,
+            "index": outcome.probe_index, "item": record.index, "question": outcome.question, "asked": record.text,
             "expected": outcome.expected, "aliases": list(getattr(probe, "aliases", ())),
+            "category": outcome.category, "abstain": getattr(probe, "abstain", False),
             "depends_on": getattr(probe, "depends_on", None), "differs": outcome.disagrees,
-            "answers": {lane: {"answer": outcome.answers[lane], "hit": score.hit, "f1": round(score.f1, 4)}
+            "answers": {lane: {"answer": outcome.answers[lane], "hit": score.hit, "f1": round(score.f1, 4),
+                               "score": round(score.score, 4)}
                         for lane, score in outcome.scores.items()},
         })
-    lanes = {name: {"recall": round(s.recall, 4), "mean_f1": round(s.mean_f1, 4), "probes": s.probes,
-                    "hits": s.hits, "written_tokens": runner.engine.lanes[name].written_total}
+    lanes = {name: {"recall": round(s.recall, 4), "mean_f1": round(s.mean_f1, 4), "score": round(s.mean_score, 4),
+                    "probes": s.probes, "hits": s.hits, "written_tokens": runner.engine.lanes[name].written_total,
+                    "categories": {str(c): {"probes": v.probes, "hits": v.hits, "score": round(v.mean_score, 4)}
+                                   for c, v in s.categories.items()}}
              for name, s in summary.lanes.items()}
     return {
         "partial": partial,

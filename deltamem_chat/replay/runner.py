@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from deltamem.runtime import ABEngine, Event, GenerationSettings, LaneDone, TurnDone, TurnStats
-from deltamem_chat.scoring import ProbeOutcome, ScoreSummary, summarise
+from deltamem_chat.scoring import DEFAULT_PROTOCOL, ProbeOutcome, ScoreSummary, ScoringProtocol, get_protocol, summarise
 from deltamem_chat.transcripts import Probe, Transcript
 from deltamem_chat.transcripts.dates import read_texts
 
@@ -75,15 +75,18 @@ class ReplayRunner:
     """Steps through a transcript on an engine; the same runner drives the TUI and the headless replay."""
 
     def __init__(self, engine: ABEngine, transcript: Transcript, *, settings: GenerationSettings | None = None,
-                 regenerate: bool = False, lanes: list[str] | None = None, dates: bool = True) -> None:
-        """`dates`: put the transcript's session dates and question dates in what the lanes read."""
+                 regenerate: bool = False, lanes: list[str] | None = None, dates: bool = True,
+                 protocol: ScoringProtocol | None = None) -> None:
+        """`dates`: put the transcript's session dates and question dates in what the lanes read. `protocol` words
+        the probes' questions and scores the answers (default: ours)."""
         self.engine = engine
         self.transcript = transcript
         self.settings = settings or GenerationSettings()
         self.regenerate = regenerate
         self.lanes = lanes or list(engine.lanes)
         self.dates = dates
-        self.texts = read_texts(transcript.items, dates)
+        self.protocol = protocol or get_protocol(DEFAULT_PROTOCOL)
+        self.texts = read_texts(transcript.items, dates, self.protocol.question)
         self.records: list[StepRecord] = []
 
     @property
@@ -143,7 +146,8 @@ class ReplayRunner:
         finally:
             self.engine.rollback(point)
         probe_index = sum(1 for r in self.records if r.kind == "probe")
-        record.outcome = ProbeOutcome.from_answers(probe_index, probe, {k: v.text for k, v in record.lanes.items()})
+        record.outcome = ProbeOutcome.from_answers(probe_index, probe, {k: v.text for k, v in record.lanes.items()},
+                                                   self.protocol)
 
     @staticmethod
     def _collect(events: Iterator[Event], record: StepRecord) -> Iterator[ReplayEvent]:

@@ -41,6 +41,12 @@ LOCOMO_CATEGORY_NAMES: Mapping[Category, str] = MappingProxyType(
 #: Appended to every category-2 (temporal) question by the official scripts.
 TEMPORAL_HINT = " Use DATE of CONVERSATION to answer with an approximate date."
 
+#: The answer instruction the δ-mem authors' LoCoMo harness (and LoCoMo's open-model script) puts around each
+#: question; `LocomoProtocol(instructed=True)` asks with it (`deltamem-chat eval --official`).
+INSTRUCTION = ("Based on the above conversations, write a short answer for the following question in a few words. "
+               "Do not write complete and lengthy sentences. Answer with exact words from the conversations whenever "
+               "possible.\n\nQuestion: {}")
+
 #: The abstention choice offered beside the distractor in a category-5 question.
 ABSTENTION_OPTION = "No information available"
 
@@ -113,9 +119,11 @@ def locomo_score(prediction: str, probe: Probe) -> float:
 
 @dataclass(frozen=True)
 class LocomoProtocol:
-    """LoCoMo's questions and score. `seed` picks the option order of category-5 questions (see `options`)."""
+    """LoCoMo's questions and score. `seed` picks the option order of category-5 questions (see `options`);
+    `instructed` asks each question inside the official answer instruction (`INSTRUCTION`)."""
 
     seed: int = 0
+    instructed: bool = False
 
     name = "locomo"
     headline = "locomo_f1"
@@ -137,12 +145,12 @@ class LocomoProtocol:
 
     def question(self, probe: Probe) -> str:
         """The question with the category-2 date hint, or as the two-option question for category 5."""
+        asked = probe.question
         if probe.category == 2:
-            return probe.question + TEMPORAL_HINT
-        options = self.options(probe)
-        if options is not None:
-            return probe.question + _OPTIONS.format(*options)
-        return probe.question
+            asked += TEMPORAL_HINT
+        elif (options := self.options(probe)) is not None:
+            asked += _OPTIONS.format(*options)
+        return INSTRUCTION.format(asked) if self.instructed else asked
 
     def canonical(self, prediction: str, probe: Probe) -> str:
         """The reply's first non-empty line; for a two-option question, the chosen option's text.

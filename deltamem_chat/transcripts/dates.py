@@ -9,9 +9,9 @@ times nothing changes.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
-from deltamem_chat.transcripts.model import Item, Message
+from deltamem_chat.transcripts.model import Item, Message, Probe
 
 DATE_LINE = "DATE: {}\n"
 
@@ -21,8 +21,10 @@ def dated(text: str, date: str | None) -> str:
     return text if not date else DATE_LINE.format(date) + text
 
 
-def read_texts(items: Sequence[Item], dates: bool = True) -> list[str]:
-    """What each item puts before the lanes: a message's content or a probe's question, dated when `dates`."""
+def read_texts(items: Sequence[Item], dates: bool = True,
+               question: Callable[[Probe], str] = lambda probe: probe.question) -> list[str]:
+    """What each item puts before the lanes: a message's content or a probe's question (as `question` words it,
+    e.g. a scoring protocol), dated when `dates`."""
     texts: list[str] = []
     previous: tuple[object, str | None] | None = None
     for item in items:
@@ -32,7 +34,7 @@ def read_texts(items: Sequence[Item], dates: bool = True) -> list[str]:
             texts.append(dated(item.content, item.time if dates and starts else None))
             previous = here
         else:
-            texts.append(dated(item.question, item.date if dates else None))
+            texts.append(dated(question(item), item.date if dates else None))
     return texts
 
 
