@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from deltamem.context import ContextPolicy
 from deltamem_chat.scoring import is_hit
 from deltamem_chat.transcripts import (
-    ContextSuggestion,
     Message,
     Probe,
     Transcript,
@@ -65,7 +65,7 @@ def test_shipped_probes_come_after_a_bounded_window(path: Path) -> None:
     """With the suggested window, each probed fact should lie outside the context the frozen model keeps."""
     transcript = load_transcript(path)
     context = transcript.meta.context
-    if context is None or context.policy != "window":
+    if context is None or context.is_full:
         pytest.skip("no window suggested")
     for before, probe in transcript.probe_positions():
         assert probe.depends_on is not None
@@ -194,7 +194,7 @@ def test_tolerant_spellings_parse(tmp_path: Path) -> None:
     path = tmp_path / "tolerant.jsonl"
     path.write_bytes(b"\xef\xbb\xbf" + "\n".join(lines).encode())  # a BOM and no final newline
     transcript = load_transcript(path)
-    expected_meta = TranscriptMeta(title="Spellings", licence="CC0-1.0", context=ContextSuggestion("window", 512))
+    expected_meta = TranscriptMeta(title="Spellings", licence="CC0-1.0", context=ContextPolicy(512))
     assert transcript.meta == expected_meta
     assert transcript.messages == [
         Message("user", "one"),
@@ -208,13 +208,13 @@ def test_tolerant_spellings_parse(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("context", "expected"),
     [
-        ('"full"', ContextSuggestion("full")),
-        ('{"policy": "full"}', ContextSuggestion("full")),
-        ('"window:1024"', ContextSuggestion("window", 1024)),
-        ('{"policy": "window", "tokens": 2048}', ContextSuggestion("window", 2048)),
+        ('"full"', ContextPolicy()),
+        ('{"policy": "full"}', ContextPolicy()),
+        ('"window:1024"', ContextPolicy(1024)),
+        ('{"policy": "window", "tokens": 2048}', ContextPolicy(2048)),
     ],
 )
-def test_context_policy_spellings(tmp_path: Path, context: str, expected: ContextSuggestion) -> None:
+def test_context_policy_spellings(tmp_path: Path, context: str, expected: ContextPolicy) -> None:
     path = _write(tmp_path, [f'{{"type": "meta", "context": {context}}}', HI])
     assert load_transcript(path).meta.context == expected
 
@@ -251,7 +251,7 @@ def test_iteration_streams_items_before_reaching_a_bad_line(tmp_path: Path) -> N
 def test_write_then_load_round_trips(tmp_path: Path) -> None:
     original = Transcript(
         path=None,
-        meta=TranscriptMeta(title="Round trip", licence="CC0-1.0", context=ContextSuggestion("window", 256)),
+        meta=TranscriptMeta(title="Round trip", licence="CC0-1.0", context=ContextPolicy(256)),
         items=[
             Message("user", "Naïve café — ünïcode stays", session=1, time="2024-01-01"),
             Message("assistant", "Noted.", session=1),
@@ -296,6 +296,6 @@ def test_the_documented_example_is_a_valid_transcript(tmp_path: Path) -> None:
     path = tmp_path / "example.jsonl"
     path.write_text(example, encoding="utf-8")
     transcript = load_transcript(path)
-    assert transcript.meta.context == ContextSuggestion("window", 1024)
+    assert transcript.meta.context == ContextPolicy(1024)
     probe = transcript.probes[0]
     assert "Thursday" in transcript.messages[probe.depends_on].content

@@ -1,6 +1,6 @@
 """The engine under the app: loading, lanes on one backbone, context policies, generation, sessions on disk."""
 
-from deltamem.runtime.context import TRAINED_WRITE_HORIZON, ContextPolicy, PolicyError, WriteBudget
+from deltamem.context import TRAINED_WRITE_HORIZON, ContextPolicy, PolicyError, WriteBudget
 from deltamem.runtime.engine import (
     LANE_NAMES,
     ABEngine,

@@ -18,8 +18,8 @@ import time
 import torch
 
 from deltamem.config import DeltaMemConfig
+from deltamem.context import ContextPolicy
 from deltamem.model import DeltaMemModel
-from deltamem.runtime.context import ContextPolicy
 from deltamem.runtime.engine import ABEngine, GenerationSettings, LaneDone
 from deltamem.runtime.loading import LoadError, choose_runtime
 from deltamem.runtime.offline_tokenizer import byte_chatml_tokenizer

@@ -23,9 +23,9 @@ import torch
 from torch import Tensor
 
 from deltamem.compat import cache_argument, new_cache, output_cache
+from deltamem.context import ContextPolicy, WriteBudget
 from deltamem.model import DeltaMemModel
 from deltamem.rendering import ChatRenderer, common_prefix
-from deltamem.runtime.context import ContextPolicy, WriteBudget
 from deltamem.runtime.lanes import Lane, LaneGroup, LaneSnapshot, TurnStats
 
 LANE_NAMES = ("frozen", "delta")

@@ -15,8 +15,8 @@ from typing import Any
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from deltamem.context import ContextPolicy
 from deltamem.files import atomic_write, atomic_write_text, read_json
-from deltamem.runtime.context import ContextPolicy
 from deltamem.runtime.engine import ABEngine
 
 SESSION_JSON = "session.json"

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from deltamem.runtime.context import ContextPolicy
+from deltamem.context import ContextPolicy
 from deltamem.train.episodes import Episode
 
 IGNORE = -100

@@ -36,7 +36,7 @@ LANES = ("frozen", "delta")
 
 
 def _conditions(text: str) -> tuple[str, ...]:
-    from deltamem.runtime.context import ContextPolicy, PolicyError
+    from deltamem.context import ContextPolicy, PolicyError
 
     conditions = []
     for part in (p.strip() for p in text.split(",")):

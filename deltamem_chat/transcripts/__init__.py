@@ -17,7 +17,6 @@ from deltamem_chat.transcripts.importers import (
 )
 from deltamem_chat.transcripts.model import (
     ROLES,
-    ContextSuggestion,
     Item,
     Message,
     Probe,
@@ -35,7 +34,6 @@ from deltamem_chat.transcripts.writer import write_transcript, write_transcripts
 __all__ = [
     "LOCOMO_CATEGORIES",
     "ROLES",
-    "ContextSuggestion",
     "ImportFormatError",
     "Item",
     "Message",

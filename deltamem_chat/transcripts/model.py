@@ -6,25 +6,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from deltamem.context import ContextPolicy
+
 ROLES: tuple[str, ...] = ("system", "user", "assistant")
 """The roles a message may have, in the order error messages list them."""
 
 Role = Literal["system", "user", "assistant"]
-
-
-@dataclass(frozen=True)
-class ContextSuggestion:
-    """How much history a replay should keep in the frozen model's context.
-
-    `full` keeps everything; `window` keeps only the last `tokens` tokens, which is what makes
-    early facts fall out of the frozen model's view while δ-mem can still hold them.
-    """
-
-    policy: Literal["full", "window"]
-    tokens: int | None = None
-
-    def __str__(self) -> str:
-        return "full" if self.policy == "full" else f"window:{self.tokens}"
 
 
 @dataclass(frozen=True)
@@ -35,7 +22,7 @@ class TranscriptMeta:
     source: str | None = None
     licence: str | None = None
     description: str | None = None
-    context: ContextSuggestion | None = None
+    context: ContextPolicy | None = None
 
 
 @dataclass(frozen=True)

@@ -7,15 +7,16 @@ file at that line and fix it. `load_transcript` validates the whole file before 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
 
+from deltamem.context import ContextPolicy, PolicyError
 from deltamem_chat.scoring.normalize import normalize_answer
 from deltamem_chat.transcripts.model import (
     ROLES,
-    ContextSuggestion,
     Message,
     Probe,
     Role,
@@ -108,26 +109,19 @@ def _answer_text(value: str, key: str) -> str:
     return value
 
 
-def _positive_tokens(value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise LineProblem(f'"context" window "tokens" must be a positive integer (got {_quote(value)})')
-    return value
-
-
-def parse_context(value: object) -> ContextSuggestion:
+def parse_context(value: object) -> ContextPolicy:
     """Accept "full", "window:1024" or {"policy": "window", "tokens": 1024} for the suggested context."""
-    if isinstance(value, str):
-        policy, _, tokens = value.strip().partition(":")
-        if policy == "full" and not tokens:
-            return ContextSuggestion("full")
-        if policy == "window" and tokens.strip().isdigit():
-            return ContextSuggestion("window", _positive_tokens(int(tokens)))
-    elif isinstance(value, dict):
-        policy = value.get("policy")
+    if isinstance(value, dict):
+        policy, tokens = value.get("policy"), value.get("tokens")
         if policy == "full" and set(value) <= {"policy"}:
-            return ContextSuggestion("full")
-        if policy == "window" and set(value) <= {"policy", "tokens"} and "tokens" in value:
-            return ContextSuggestion("window", _positive_tokens(value["tokens"]))
+            return ContextPolicy()
+        if policy == "window" and set(value) == {"policy", "tokens"}:
+            if isinstance(tokens, bool) or not isinstance(tokens, int) or tokens <= 0:
+                raise LineProblem(f'"context" window "tokens" must be a positive integer (got {_quote(tokens)})')
+            return ContextPolicy(tokens)
+    elif isinstance(value, str) and value.strip().startswith(("full", "window")):
+        with contextlib.suppress(PolicyError):
+            return ContextPolicy.parse(value)
     raise LineProblem(
         f'"context" must be "full", "window:N" or {{"policy": "window", "tokens": N}} (got {_quote(value)})'
     )

@@ -6,13 +6,14 @@ import json
 import os
 from collections.abc import Mapping
 
+from deltamem.context import ContextPolicy
 from deltamem.files import atomic_write_text
-from deltamem_chat.transcripts.model import ContextSuggestion, Message, Probe, Transcript, TranscriptMeta
+from deltamem_chat.transcripts.model import Message, Probe, Transcript, TranscriptMeta
 from deltamem_chat.transcripts.reader import LineProblem, LineValidator, TranscriptError
 
 
-def _context_record(context: ContextSuggestion) -> str | dict[str, object]:
-    return "full" if context.policy == "full" else {"policy": "window", "tokens": context.tokens}
+def _context_record(context: ContextPolicy) -> str | dict[str, object]:
+    return "full" if context.is_full else {"policy": "window", "tokens": context.tokens}
 
 
 def meta_record(meta: TranscriptMeta) -> dict[str, object] | None:

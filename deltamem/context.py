@@ -43,7 +43,7 @@ class ContextPolicy:
         value = text.strip().lower()
         if value == "full":
             return cls()
-        match = re.fullmatch(r"(?:window\s*[:= ]\s*)?(\d+)", value)
+        match = re.fullmatch(r"(?:window\s*[:= ]\s*)?([0-9]{1,9})", value)
         if not match:
             raise PolicyError(f'context policy "{text}": expected "full" or "window:N" (N tokens, e.g. window:1024)')
         return cls(_positive(int(match.group(1)), text))
