@@ -1,55 +1,103 @@
 """The `deltamem-chat` command line: the side-by-side chat by default, and sub-commands for replay and tools.
 
-Most commands load a model, so the full app (`deltamem_chat.commands.chat`) imports torch and transformers, which takes
-seconds. `score` needs neither: `main` runs it from a small app of its own that imports nothing else. `app` here is the
-full app, imported on first use.
+The command modules import torch and transformers only when a command runs, so `--help`, `import`, `score` and
+`models` start at once.
 """
 
 from __future__ import annotations
 
-import sys
-from typing import TYPE_CHECKING, Any
+import typer
 
-if TYPE_CHECKING:
-    import typer
+from deltamem_chat import __version__
+from deltamem_chat.commands import demo, evaluate, importing, models, replay, score, train
+from deltamem_chat.commands.options import (
+    AdapterOpt,
+    AttnOpt,
+    BaseOpt,
+    DeviceOpt,
+    DtypeOpt,
+    LanesOpt,
+    MaxTokensOpt,
+    PolicyOpt,
+    SeedOpt,
+    TemperatureOpt,
+    TopKOpt,
+    TopPOpt,
+    lanes_mode,
+    load_or_exit,
+    policy_for,
+    resolve_or_exit,
+    settings_from,
+)
 
-#: Sub-commands that `main` runs without importing the rest of the app.
-LIGHT_COMMANDS: tuple[str, ...] = ("score",)
+app = typer.Typer(
+    name="deltamem-chat",
+    help="See what δ-mem remembers: a frozen LLM and the same LLM with δ-mem, side by side.",
+    add_completion=False,
+    rich_markup_mode="rich",
+)
 
 
-def light_app() -> typer.Typer:
-    """An app with only `LIGHT_COMMANDS`, with the same names, options and help as in the full app."""
-    import typer
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"deltamem-chat {__version__}")
+        raise typer.Exit()
 
-    from deltamem_chat.commands import score
 
-    app = typer.Typer(name="deltamem-chat", add_completion=False, rich_markup_mode="rich")
+@app.callback(invoke_without_command=True)
+def chat(
+    ctx: typer.Context,
+    adapter: AdapterOpt = "qwen3-4b",
+    base: BaseOpt = None,
+    context: PolicyOpt = None,
+    lanes: LanesOpt = "batched",
+    device: DeviceOpt = "auto",
+    dtype: DtypeOpt = "auto",
+    attn: AttnOpt = "auto",
+    max_new_tokens: MaxTokensOpt = 512,
+    temperature: TemperatureOpt = 0.0,
+    top_p: TopPOpt = 1.0,
+    top_k: TopKOpt = 0,
+    seed: SeedOpt = 0,
+    version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True,
+                                 help="Print the version and exit."),
+) -> None:
+    """Chat with the frozen model and its δ-mem twin side by side (when no sub-command is given)."""
+    if ctx.invoked_subcommand is not None:
+        return
+    batched = lanes_mode(lanes)
+    models = resolve_or_exit(adapter, base)
+    policy = policy_for(context, models.context)
+    settings = settings_from(max_new_tokens, temperature, top_p, top_k, seed)
+    loaded = load_or_exit(models, device, dtype, attn)
+    from deltamem_chat.tui import run_chat
 
-    @app.callback()
-    def light() -> None:
-        """See what δ-mem remembers: a frozen LLM and the same LLM with δ-mem, side by side."""
+    intro = models.alias.intro_for(policy) if models.alias is not None else None
+    raise typer.Exit(run_chat(loaded, policy, settings, batched, intro))
 
-    score.register(app)
-    return app
+
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True, "help_option_names": []})
+def bench(ctx: typer.Context) -> None:
+    """Measure δ-mem's cost against the frozen model (options: `deltamem-chat bench --help`)."""
+    from deltamem.bench import main as bench_main
+
+    raise typer.Exit(bench_main(list(ctx.args)))
+
+
+importing.register(app)
+models.register(app)
+replay.register(app)
+evaluate.register(app)
+demo.register(app)
+train.register(app)
+score.register(app)
 
 
 def main() -> None:
     """Console-script entry point."""
-    if sys.argv[1:2] and sys.argv[1] in LIGHT_COMMANDS:
-        light_app()()
-    else:
-        from deltamem_chat.commands.chat import app
-
-        app()
-
-
-def __getattr__(name: str) -> Any:
-    if name == "app":
-        from deltamem_chat.commands.chat import app
-
-        return app
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    app()
 
 
 if __name__ == "__main__":
     main()
+

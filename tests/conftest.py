@@ -49,7 +49,8 @@ def ascii_only(backbone: torch.nn.Module) -> torch.nn.Module:
 def make_engine(policy: str = "full", batched: bool = True, seed: int = 0, attn: str = "sdpa",
                 dtype: torch.dtype = torch.float32, **kwargs: object):
     """A tiny offline A/B engine: random δ-mem model, byte-level ChatML tokenizer, printable replies."""
-    from deltamem.runtime import ABEngine, ContextPolicy
+    from deltamem.context import ContextPolicy
+    from deltamem.runtime.engine import ABEngine
     from deltamem.runtime.offline_tokenizer import byte_chatml_tokenizer
 
     model = make_delta_model(attn=attn, seed=seed, dtype=dtype)

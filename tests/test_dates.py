@@ -7,7 +7,7 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
-from deltamem.runtime import GenerationSettings
+from deltamem.runtime.contract import GenerationSettings
 from deltamem_chat.cli import app
 from deltamem_chat.replay import ReplayRunner
 from deltamem_chat.transcripts import Message, Probe, Transcript, load_transcript

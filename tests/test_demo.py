@@ -12,9 +12,13 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from deltamem.context import ContextPolicy
 from deltamem.demo import ADAPTER_DIR, ASSETS, BASE_DIR, DEMO_WINDOW
 from deltamem.demo.data import TRAIN_SEEDS, conversations, corpus_text
-from deltamem.runtime import ABEngine, ContextPolicy, GenerationSettings, LaneDone, load
+from deltamem.runtime.contract import GenerationSettings, LaneDone
+from deltamem.runtime.engine import ABEngine
+from deltamem.runtime.loading import load
+from deltamem_chat.aliases import ALIASES, resolve_models
 from deltamem_chat.cli import app
 from deltamem_chat.transcripts import load_transcript
 
@@ -24,7 +28,8 @@ DEMO_TRANSCRIPTS = sorted((ROOT / "transcripts").glob("demo_*.jsonl"))
 
 @pytest.fixture(scope="module")
 def demo_model():
-    return load("demo", device="cpu")
+    models = resolve_models("demo", None)
+    return load(models.adapter, models.base, device="cpu", names=models.names)
 
 
 # ------------------------------------------------------------------------------------------------ shipped demo
@@ -108,11 +113,10 @@ def test_unknown_words_become_unk_and_do_not_crash(demo_model) -> None:
 
 
 def test_demo_alias_suggests_its_window_and_records_names_not_folders(demo_model) -> None:
-    from deltamem.runtime.loading import ALIASES
-
     assert (demo_model.base, demo_model.adapter) == ("deltamem demo backbone", "deltamem demo adapter")
     alias = ALIASES["demo"]
-    assert alias.context == f"window:{DEMO_WINDOW}" and f"last {DEMO_WINDOW} tokens" in alias.intro
+    assert alias.context == ContextPolicy(DEMO_WINDOW) and f"last {DEMO_WINDOW} tokens" in alias.intro
+    assert alias.intro_for(ContextPolicy(DEMO_WINDOW)) == alias.intro and alias.intro_for(ContextPolicy()) is None
     assert Path(alias.base) == BASE_DIR and Path(alias.adapter) == ADAPTER_DIR
 
 

@@ -7,8 +7,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from deltamem.runtime import LoadError, choose_runtime, load
-from deltamem.runtime import loading as loading_module
+from deltamem.context import ContextPolicy
+from deltamem.runtime.loading import LoadError, choose_runtime, load
+from deltamem_chat.aliases import ALIASES, AliasError, resolve_models
 
 
 @pytest.fixture
@@ -48,13 +49,24 @@ def test_bad_runtime_choices_are_one_sentence(kwargs: dict, fragment: str) -> No
 
 
 def test_alias_without_a_released_adapter_says_what_to_do() -> None:
-    with pytest.raises(LoadError, match="no released adapter: pass --adapter with a local folder"):
-        load("qwen3-8b", device="cpu")
+    with pytest.raises(AliasError, match="no released adapter: pass --adapter with a local folder"):
+        resolve_models("qwen3-8b", None)
 
 
 def test_unknown_adapter_without_base_says_what_to_do(local_model: tuple[Path, Path]) -> None:
-    with pytest.raises(LoadError, match="pass --base"):
-        load(str(local_model[1]), device="cpu")
+    with pytest.raises(AliasError, match="pass --base"):
+        resolve_models(str(local_model[1]), None)
+
+
+def test_aliases_resolve_once_into_what_to_load() -> None:
+    models = resolve_models("qwen3-4b", None)
+    assert (models.adapter, models.base) == ("declare-lab/delta-mem_qwen3_4b-instruct", "Qwen/Qwen3-4B-Instruct-2507")
+    assert models.context == ContextPolicy(1024) and models.names is None
+    other = resolve_models("some/adapter", "qwen3-8b")
+    assert (other.adapter, other.base, other.alias, other.context) == ("some/adapter", "Qwen/Qwen3-8B", None, None)
+    demo = resolve_models("demo", None)
+    assert demo.names == ("deltamem demo backbone", "deltamem demo adapter")
+    assert resolve_models("demo", "qwen3-8b").names is None, "another base: record the folders, not the labels"
 
 
 def test_a_name_that_is_neither_folder_nor_hub_id(local_model: tuple[Path, Path]) -> None:
@@ -104,7 +116,7 @@ def test_a_model_too_large_for_memory_fails_before_loading(local_model, tmp_path
 
 
 def test_aliases_name_the_released_models() -> None:
-    alias = loading_module.ALIASES["qwen3-4b"]
+    alias = ALIASES["qwen3-4b"]
     assert alias.base == "Qwen/Qwen3-4B-Instruct-2507"
     assert alias.adapter == "declare-lab/delta-mem_qwen3_4b-instruct"
-    assert loading_module.ALIASES["smollm3-3b"].base == "HuggingFaceTB/SmolLM3-3B"
+    assert ALIASES["smollm3-3b"].base == "HuggingFaceTB/SmolLM3-3B"

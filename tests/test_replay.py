@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from deltamem.runtime import GenerationSettings
+from deltamem.runtime.contract import GenerationSettings
 from deltamem_chat.cli import app
 from deltamem_chat.replay import ReplayRunner, without_timings
 from tests.conftest import make_engine
@@ -166,8 +166,9 @@ def test_chat_command_opens_the_tui_on_the_loaded_model(tiny_model_dirs, monkeyp
 
     seen = {}
 
-    def fake_run_chat(loaded, policy, settings, batched):
-        seen.update(base=loaded.base, policy=str(policy), batched=batched, tokens=settings.max_new_tokens)
+    def fake_run_chat(loaded, policy, settings, batched, intro):
+        seen.update(base=loaded.base, policy=str(policy), batched=batched, tokens=settings.max_new_tokens,
+                    intro=intro)
         return 0
 
     monkeypatch.setattr(tui, "run_chat", fake_run_chat)
@@ -175,7 +176,11 @@ def test_chat_command_opens_the_tui_on_the_loaded_model(tiny_model_dirs, monkeyp
     result = CliRunner().invoke(app, ["--adapter", str(adapter), "--base", str(base), "--device", "cpu",
                                       "--context", "window:300", "--lanes", "sequential", "--max-new-tokens", "9"])
     assert result.exit_code == 0, result.output
-    assert seen == {"base": str(base), "policy": "window:300", "batched": False, "tokens": 9}
+    assert seen == {"base": str(base), "policy": "window:300", "batched": False, "tokens": 9, "intro": None}
+    for context, shown in (([], True), (["--context", "full"], False)):
+        result = CliRunner().invoke(app, ["--adapter", "demo", "--device", "cpu", *context])
+        assert result.exit_code == 0, result.output
+        assert seen["policy"] == ("window:48" if shown else "full") and (seen["intro"] is not None) == shown
 
 
 def test_a_locomo_replay_asks_with_the_official_wording_and_reports_its_score(tiny_model_dirs, tmp_path: Path) -> None:

@@ -8,19 +8,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from deltamem.runtime import (
-    ContextPolicy,
-    GenerationSettings,
-    LaneDone,
-    PolicyError,
-    SessionError,
-    SessionIdentity,
-    TokenEvent,
-    TurnDone,
-    WriteBudget,
-    load_session,
-    save_session,
-)
+from deltamem.context import ContextPolicy, PolicyError, WriteBudget
+from deltamem.runtime.contract import GenerationSettings, LaneDone, SessionIdentity, TokenEvent, TurnDone
+from deltamem.runtime.session_io import SessionError, load_session, save_session
 from tests.conftest import make_engine
 
 USER_TURNS = ["My name is Ada and I live in Lisbon.", "I keep a cat called Pixel.", "What is my cat called?",

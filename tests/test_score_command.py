@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from deltamem_chat.cli import LIGHT_COMMANDS, light_app
+from deltamem_chat.cli import app
 from deltamem_chat.commands.score import ProtocolName
 from deltamem_chat.scoring import PROTOCOLS
 
@@ -49,7 +49,7 @@ def _write(path: Path, records: list[object], *, blank_after: int | None = None)
 
 
 def _score(*args: str):
-    return CliRunner().invoke(light_app(), ["score", *args], terminal_width=120)
+    return CliRunner().invoke(app, ["score", *args], terminal_width=120)
 
 
 def _row(output: str, *cells: str) -> bool:
@@ -60,7 +60,6 @@ def _row(output: str, *cells: str) -> bool:
 
 def test_protocol_choices_match_the_registry() -> None:
     assert [choice.value for choice in ProtocolName] == list(PROTOCOLS)
-    assert LIGHT_COMMANDS == ("score",)
 
 
 def test_locomo_scores_every_line_and_prints_category_means(tmp_path: Path) -> None:

@@ -15,7 +15,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from deltamem.runtime import ABEngine, ContextPolicy, GenerationSettings, LaneDone, TurnDone
+from deltamem.context import ContextPolicy
+from deltamem.runtime.contract import GenerationSettings, LaneDone, TurnDone
+from deltamem.runtime.engine import ABEngine
 from deltamem.shapes import BackboneShape
 from tests.conftest import make_delta_model
 

@@ -16,23 +16,20 @@ from textual.pilot import Pilot
 from textual.widgets import Input
 
 from deltamem import DeltaMemConfig, DeltaMemModel, OffTrainedDefaultsWarning
-from deltamem.runtime import (
+from deltamem.context import ContextPolicy, WriteBudget
+from deltamem.runtime.contract import (
     LANE_NAMES,
-    ABEngine,
-    ContextPolicy,
     Event,
     GenerationSettings,
-    Lane,
     LaneDone,
-    LoadedModel,
     SessionIdentity,
     TokenEvent,
     TurnDone,
     TurnStats,
-    WriteBudget,
-    choose_runtime,
 )
-from deltamem.runtime.loading import Alias
+from deltamem.runtime.engine import ABEngine
+from deltamem.runtime.lanes import Lane
+from deltamem.runtime.loading import LoadedModel, choose_runtime
 from deltamem.runtime.offline_tokenizer import byte_chatml_tokenizer
 from deltamem.shapes import random_backbone, randomize_adapter
 from deltamem_chat.tui import BudgetMeter, DeltaMemChatApp, LanePane, run_chat
@@ -419,7 +416,7 @@ def test_panes_follow_the_stream_only_while_at_the_bottom() -> None:
 
 def test_run_chat_builds_the_engine_and_the_app(monkeypatch: pytest.MonkeyPatch) -> None:
     engine = tiny_engine()
-    loaded = LoadedModel(engine.model, engine.tokenizer, "base/x", "adapter/y", choose_runtime("cpu"), None)
+    loaded = LoadedModel(engine.model, engine.tokenizer, "base/x", "adapter/y", choose_runtime("cpu"))
     started: list[DeltaMemChatApp] = []
     monkeypatch.setattr(DeltaMemChatApp, "run", lambda app: started.append(app))
     assert run_chat(loaded, ContextPolicy(256), GenerationSettings(max_new_tokens=3), batched=False) == 0
@@ -430,15 +427,13 @@ def test_run_chat_builds_the_engine_and_the_app(monkeypatch: pytest.MonkeyPatch)
     assert app.intro is None
 
 
-def test_run_chat_shows_an_aliases_intro_only_under_its_own_context(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_run_chat_passes_the_intro_to_the_app(monkeypatch: pytest.MonkeyPatch) -> None:
     engine = tiny_engine()
-    alias = Alias("toy", "base/x", "adapter/y", "a toy", context="window:48", intro="only δ-mem remembers")
-    loaded = LoadedModel(engine.model, engine.tokenizer, "toy base", "toy adapter", choose_runtime("cpu"), alias)
+    loaded = LoadedModel(engine.model, engine.tokenizer, "toy base", "toy adapter", choose_runtime("cpu"))
     started: list[DeltaMemChatApp] = []
     monkeypatch.setattr(DeltaMemChatApp, "run", lambda app: started.append(app))
-    run_chat(loaded, ContextPolicy(48), GenerationSettings(max_new_tokens=3))
-    run_chat(loaded, ContextPolicy(None), GenerationSettings(max_new_tokens=3))
-    assert [app.intro for app in started] == ["only δ-mem remembers", None]
+    run_chat(loaded, ContextPolicy(48), GenerationSettings(max_new_tokens=3), intro="only δ-mem remembers")
+    assert started[0].intro == "only δ-mem remembers"
 
 
 def test_feed_joins_token_runs_per_lane_in_order() -> None:

@@ -17,18 +17,18 @@ from textual.pilot import Pilot
 from textual.widgets import Input
 from typer.testing import CliRunner
 
-from deltamem.runtime import (
+from deltamem.context import WriteBudget
+from deltamem.runtime.contract import (
     LANE_NAMES,
     Event,
     GenerationSettings,
-    Lane,
     LaneDone,
     SessionIdentity,
     TokenEvent,
     TurnDone,
     TurnStats,
-    WriteBudget,
 )
+from deltamem.runtime.lanes import Lane
 from deltamem_chat.replay import ReplayRunner
 from deltamem_chat.transcripts import load_transcript
 from deltamem_chat.tui import ReplayApp, run_replay

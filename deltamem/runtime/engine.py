@@ -18,6 +18,8 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -26,50 +28,19 @@ from deltamem.compat import cache_argument, new_cache, output_cache
 from deltamem.context import ContextPolicy, WriteBudget
 from deltamem.model import DeltaMemModel
 from deltamem.rendering import ChatRenderer, common_prefix
-from deltamem.runtime.lanes import Lane, LaneGroup, LaneSnapshot, TurnStats
-
-LANE_NAMES = ("frozen", "delta")
-
-
-@dataclass(frozen=True)
-class GenerationSettings:
-    """Decoding: greedy unless temperature > 0, then seeded sampling (same seed → same text)."""
-
-    max_new_tokens: int = 256
-    temperature: float = 0.0
-    top_p: float = 1.0
-    top_k: int = 0
-    seed: int = 0
-    stop_at_eos: bool = True         # False decodes exactly max_new_tokens (benchmarks)
-
-
-@dataclass
-class TokenEvent:
-    """A lane produced text (a token's worth; may be empty while a multi-byte character is incomplete)."""
-
-    lane: str
-    text: str
-    token_id: int
-
-
-@dataclass
-class LaneDone:
-    """A lane finished its reply (EOS, length limit or cancel)."""
-
-    lane: str
-    text: str
-    stats: TurnStats
-
-
-@dataclass
-class TurnDone:
-    """Every lane of the turn finished."""
-
-    stats: dict[str, TurnStats] = field(default_factory=dict)
-    written_total: dict[str, int] = field(default_factory=dict)
-
-
-Event = TokenEvent | LaneDone | TurnDone
+from deltamem.runtime.contract import (
+    FROZEN,
+    LANE_NAMES,
+    Event,
+    GenerationSettings,
+    LaneDone,
+    LaneView,
+    SessionIdentity,
+    TokenEvent,
+    TurnDone,
+    TurnStats,
+)
+from deltamem.runtime.lanes import Lane, LaneGroup, LaneSnapshot
 
 
 @dataclass(frozen=True)
@@ -106,7 +77,7 @@ class _Reply:
 
 
 class ABEngine:
-    """Runs the lanes of one A/B conversation on a δ-mem model."""
+    """Runs the lanes of one A/B conversation on a δ-mem model in this process (the `Engine` contract)."""
 
     def __init__(self, model: DeltaMemModel, tokenizer, *, policy: ContextPolicy | None = None,
                  budget: WriteBudget | None = None, batched: bool = True, system_prompt: str | None = None,
@@ -117,7 +88,7 @@ class ABEngine:
         self.budget = budget or WriteBudget()
         self.batched = batched
         self.system_prompt = system_prompt
-        self.lanes = {name: Lane(name, memory=name != "frozen") for name in lanes}
+        self.lanes = {name: Lane(name, memory=name != FROZEN) for name in lanes}
         self._groups: dict[tuple[str, ...], LaneGroup] = {}
         self._cache_kw = cache_argument(model)
         self._eos = _eos_ids(model, tokenizer)
@@ -125,6 +96,25 @@ class ABEngine:
         self.renderer = ChatRenderer(tokenizer)
         self.turn_index = 0
         self.reset()
+
+    # ----------------------------------------------------------------------------------- the contract
+    @property
+    def lane_names(self) -> tuple[str, ...]:
+        return tuple(self.lanes)
+
+    def lane(self, name: str) -> LaneView:
+        lane = self.lanes[name]
+        return LaneView(name, lane.memory, tuple(dict(m) for m in lane.messages), lane.written_total)
+
+    def save(self, folder: Path, identity: SessionIdentity, extra: dict[str, Any] | None = None) -> Path:
+        from deltamem.runtime.session_io import save_session
+
+        return save_session(self, folder, identity, extra)
+
+    def load(self, folder: Path, identity: SessionIdentity) -> dict[str, Any]:
+        from deltamem.runtime.session_io import load_session
+
+        return load_session(self, folder, identity)
 
     # ----------------------------------------------------------------------------------- conversation
     def reset(self) -> None:
@@ -180,10 +170,17 @@ class ABEngine:
                 if isinstance(event, LaneDone):
                     done.stats[event.lane] = event.stats
                 yield event
+            done.diagnostics.update(self._diagnostics(group))
         done.written_total = {name: self.lanes[name].written_total for name in names}
         if generate:
             self.turn_index += 1
         yield done
+
+    def _diagnostics(self, group: LaneGroup) -> dict[str, dict[str, float]]:
+        """The memory lanes' diagnostics after the group's turn: the model's rows are the group's lanes, in order."""
+        values = self.model.diagnostics()
+        return {lane.name: {key: float(rows[row]) for key, rows in values.items() if row < len(rows)}
+                for row, lane in enumerate(group.lanes) if lane.memory}
 
     def _group(self, key: tuple[str, ...]) -> LaneGroup:
         """The group for these lanes; any other group holding one of them loses its cache, which is now stale."""

@@ -13,23 +13,7 @@ import torch
 from torch import Tensor
 
 from deltamem.compat import crop_cache
-
-
-@dataclass
-class TurnStats:
-    """What one lane did in one turn."""
-
-    tokens: int = 0                  # tokens generated
-    written: int = 0                 # tokens written into memory during the turn (prompt and reply)
-    ttft_s: float | None = None      # time to first token, from the start of the turn
-    tokens_per_s: float | None = None
-    seconds: float = 0.0
-    cancelled: bool = False
-    rebuilt: bool = False            # the window moved or the cache was gone: the prompt was re-read from its start
-    reread: int = 0                  # tokens read again with writes off (the template or the window changed them)
-
-    def to_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
+from deltamem.runtime.contract import TurnStats
 
 
 @dataclass(frozen=True)
@@ -43,6 +27,19 @@ class LaneSnapshot:
     turns: int
     read_upto: int
     window_start: int | None
+
+    def to_record(self) -> dict[str, Any]:
+        """The snapshot as JSON data, without the memory state (saved apart, as safetensors) and the turn count."""
+        return {"messages": list(self.messages), "processed": list(self.processed),
+                "written_total": self.written_total, "read_upto": self.read_upto, "window_start": self.window_start}
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any], state: dict[str, Tensor]) -> LaneSnapshot:
+        """`to_record`'s data back, with the memory state; TypeError, ValueError or KeyError on malformed data."""
+        messages = tuple({"role": str(m["role"]), "content": str(m["content"])} for m in record["messages"])
+        window_start = record.get("window_start")
+        return cls(messages, tuple(int(i) for i in record["processed"]), state, int(record["written_total"]), 0,
+                   int(record["read_upto"]), None if window_start is None else int(window_start))
 
 
 @dataclass

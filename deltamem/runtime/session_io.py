@@ -8,16 +8,19 @@ from the saved token ids with writes off, so the memory is exactly the saved one
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from deltamem.context import ContextPolicy
 from deltamem.files import atomic_write, atomic_write_text, read_json
-from deltamem.runtime.engine import ABEngine
+from deltamem.runtime.contract import SessionIdentity
+from deltamem.runtime.lanes import LaneSnapshot
+
+if TYPE_CHECKING:
+    from deltamem.runtime.engine import ABEngine
 
 SESSION_JSON = "session.json"
 MEMORY_FILE = "memory.safetensors"
@@ -26,17 +29,6 @@ FORMAT_VERSION = 1
 
 class SessionError(ValueError):
     """A session folder that cannot be loaded into this engine; the message names the file and the field."""
-
-
-@dataclass(frozen=True)
-class SessionIdentity:
-    """What a session was made with; loading into anything else is refused."""
-
-    base: str
-    adapter: str
-
-    def to_dict(self) -> dict[str, str]:
-        return {"base": self.base, "adapter": self.adapter}
 
 
 def save_session(engine: ABEngine, folder: str | Path, identity: SessionIdentity,
@@ -48,14 +40,8 @@ def save_session(engine: ABEngine, folder: str | Path, identity: SessionIdentity
     for name, lane in engine.lanes.items():
         for layer, state in lane.state.items():
             tensors[f"{name}/{layer}"] = state.detach().cpu().contiguous()
-        lanes[name] = {
-            "memory": lane.memory,
-            "messages": lane.messages,
-            "processed": lane.processed,
-            "written_total": lane.written_total,
-            "read_upto": lane.read_upto,
-            "turns": [t.to_dict() for t in lane.turns],
-        }
+        lanes[name] = {"memory": lane.memory, **lane.snapshot().to_record(),
+                       "turns": [t.to_dict() for t in lane.turns]}
     data = {
         "format": "deltamem-chat session",
         "version": FORMAT_VERSION,
@@ -98,15 +84,13 @@ def load_session(engine: ABEngine, folder: str | Path, identity: SessionIdentity
         restored = {}
         for name, saved_lane in lanes.items():
             state = {key.split("/", 1)[1]: t for key, t in tensors.items() if key.startswith(f"{name}/")}
-            restored[name] = (list(saved_lane["messages"]), [int(i) for i in saved_lane["processed"]],
-                              state, int(saved_lane["written_total"]), int(saved_lane["read_upto"]))
-    except (KeyError, TypeError, ValueError) as exc:
+            restored[name] = LaneSnapshot.from_record(saved_lane, state)
+        turn_index = int(data.get("turn_index", 0))
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise SessionError(f"{path}: missing or malformed field ({exc})") from None
     engine.reset()
     engine.set_policy(policy)
-    engine.turn_index = int(data.get("turn_index", 0))
-    for name, (messages, processed, state, written, read_upto) in restored.items():
-        lane = engine.lanes[name]
-        lane.messages, lane.processed, lane.state = messages, processed, state
-        lane.written_total, lane.read_upto = written, read_upto
+    engine.turn_index = turn_index
+    for name, snapshot in restored.items():
+        engine.lanes[name].restore(snapshot)
     return dict(data.get("extra") or {})

@@ -16,10 +16,11 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from deltamem.context import ContextPolicy
 from deltamem.demo import DEMO_WINDOW
 from deltamem.demo.data import TRAIN_SEEDS, Conversation, conversation, demo_shape
 from deltamem.files import atomic_write_text
-from deltamem.runtime import ABEngine, ContextPolicy
+from deltamem.runtime.contract import LANE_NAMES
 from deltamem_chat.commands.options import (
     AdapterOpt,
     BaseOpt,
@@ -28,9 +29,9 @@ from deltamem_chat.commands.options import (
     fail,
     load_or_exit,
     policy_for,
+    resolve_or_exit,
     settings_from,
 )
-from deltamem_chat.replay import ReplayRunner
 from deltamem_chat.transcripts import (
     Message,
     Probe,
@@ -100,7 +101,10 @@ def register(app: typer.Typer) -> None:
         """Replay generated demo transcripts through both lanes (teacher-forced, greedy) and total the recall."""
         _check_seeds(seed, count)
         policy = policy_for(context, f"window:{DEMO_WINDOW}")
-        loaded = load_or_exit(adapter, base, device, "auto", "auto")
+        loaded = load_or_exit(resolve_or_exit(adapter, base), device, "auto", "auto")
+        from deltamem.runtime.engine import ABEngine
+        from deltamem_chat.replay import ReplayRunner
+
         settings = settings_from(32, 0.0, 1.0, 0, 0)
         console = Console(stderr=True)
         probes: list[dict] = []
@@ -118,17 +122,17 @@ def register(app: typer.Typer) -> None:
                             **{lane: {"answer": o.answers[lane], "hit": o.scores[lane].hit} for lane in o.answers}}
                            for o in runner.summary().outcomes]
                 progress.advance(task)
-        _print_summary(console, probes, policy, seed, count)
+        _print_summary(probes, policy, seed, count)
         if report is not None:
             atomic_write_text(report, json.dumps({"context": str(policy), "seed": seed, "count": count,
                                                   "probes": probes}, indent=1) + "\n")
 
 
-def _print_summary(console: Console, probes: list[dict], policy: ContextPolicy, seed: int, count: int) -> None:
+def _print_summary(probes: list[dict], policy: ContextPolicy, seed: int, count: int) -> None:
     table = Table(title=f"Demo recall: {count} transcripts (seeds {seed}..{seed + count - 1}), context {policy}")
     for column in ("lane", "recall", "hits", "probes"):
         table.add_column(column, justify="left" if column == "lane" else "right")
-    for lane in ("frozen", "delta"):
+    for lane in LANE_NAMES:
         hits = sum(p[lane]["hit"] for p in probes)
         table.add_row(lane, f"{hits / max(1, len(probes)):.3f}", str(hits), str(len(probes)))
     Console().print(table)

@@ -11,6 +11,7 @@ import typer
 from rich.console import Console
 
 from deltamem.files import atomic_write_text
+from deltamem.runtime.contract import LANE_NAMES
 from deltamem_chat.commands.options import (
     AdapterOpt,
     AttnOpt,
@@ -23,6 +24,7 @@ from deltamem_chat.commands.options import (
     lanes_mode,
     load_or_exit,
     protocol_named,
+    resolve_or_exit,
 )
 from deltamem_chat.eval.plan import EvalError, EvalSettings, find_transcripts, parse_shard, plan_units, shard_units
 from deltamem_chat.eval.store import append_result, collect, open_run, read_results, results_name
@@ -32,7 +34,7 @@ from deltamem_chat.scoring.locomo import LocomoProtocol
 OFFICIAL = {"locomo": {"max_new_tokens": 50, "temperature": 0.4, "top_p": 0.9, "top_k": 10},
             "mab": {"max_new_tokens": 50, "temperature": 0.0, "top_p": 1.0, "top_k": 0}}
 GREEDY = {"max_new_tokens": 64, "temperature": 0.0, "top_p": 1.0, "top_k": 0}
-LANES = ("frozen", "delta")
+LANES = LANE_NAMES
 
 
 def _conditions(text: str) -> tuple[str, ...]:
@@ -154,7 +156,7 @@ def register(app: typer.Typer) -> None:
             with_dates = dates_on(dates)
         except (EvalError, ValueError) as exc:
             raise fail(str(exc)) from None
-        loaded = load_or_exit(adapter, base, device, dtype, attn)
+        loaded = load_or_exit(resolve_or_exit(adapter, base), device, dtype, attn)
         settings = EvalSettings(
             transcripts=tuple(p.stem for p in transcripts), conditions=chosen, protocol=scoring.name,
             official=official, base=loaded.base, adapter=loaded.adapter, lanes=LANES,

@@ -11,9 +11,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from deltamem.adapter import AdapterError, adapter_file, made_for, read_tensors
-from deltamem.config import ConfigError, DeltaMemConfig, OffTrainedDefaultsWarning
-from deltamem.runtime.loading import ADAPTER_FILES, ALIASES, MODEL_FILES, LoadError, download, is_cached
+from deltamem.hub import ADAPTER_FILES, MODEL_FILES, LoadError, download, is_cached
+from deltamem_chat.aliases import ALIASES
 from deltamem_chat.commands.options import fail
 
 
@@ -62,6 +61,9 @@ def register(app: typer.Typer) -> None:
         adapter: Annotated[Path, typer.Argument(help="Adapter folder (delta_mem_config.json + tensors).")],
     ) -> None:
         """Show an adapter's config, its tensors and shapes, and the base model it fits."""
+        from deltamem.adapter import AdapterError, adapter_file, made_for, read_tensors
+        from deltamem.config import ConfigError, DeltaMemConfig, OffTrainedDefaultsWarning
+
         try:
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always", OffTrainedDefaultsWarning)

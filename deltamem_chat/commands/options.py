@@ -1,14 +1,22 @@
-"""Options shared by the commands that load a model (chat, replay), and the one way they turn into a model."""
+"""Options shared by the commands that load a model (chat, replay, eval), and the one way they turn into a model.
+
+Nothing here imports torch: every command's `--help` (and the commands that need no model) start at once.
+"""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 
-from deltamem.runtime import ContextPolicy, GenerationSettings, LoadedModel, LoadError, PolicyError, load
-from deltamem.runtime.loading import ALIASES
+from deltamem.context import ContextPolicy, PolicyError
+from deltamem.runtime.contract import GenerationSettings
+from deltamem_chat.aliases import AliasError, Models, resolve_models
+
+if TYPE_CHECKING:
+    from deltamem.runtime.loading import LoadedModel
+    from deltamem_chat.scoring import ScoringProtocol
 
 AdapterOpt = Annotated[str, typer.Option("--adapter", "-a", help="δ-mem adapter: an alias (see `deltamem-chat "
                                          "models`), a local folder or a hub id.")]
@@ -46,9 +54,11 @@ def fail(message: str, code: int = 2) -> typer.Exit:
     return typer.Exit(code)
 
 
-def policy_for(text: str | None, *fallbacks: str | None) -> ContextPolicy:
+def policy_for(text: str | None, *fallbacks: ContextPolicy | str | None) -> ContextPolicy:
     """The first policy given among the option and its fallbacks, else the default window."""
     for candidate in (text, *fallbacks, DEFAULT_CONTEXT):
+        if isinstance(candidate, ContextPolicy):
+            return candidate
         if candidate:
             try:
                 return ContextPolicy.parse(candidate)
@@ -71,7 +81,7 @@ def dates_on(text: str) -> bool:
     return text == "on"
 
 
-def protocol_named(name: str):
+def protocol_named(name: str) -> ScoringProtocol:
     """The scoring protocol called `name`, or a one-sentence exit."""
     from deltamem_chat.scoring import get_protocol
 
@@ -86,15 +96,20 @@ def settings_from(max_new_tokens: int, temperature: float, top_p: float, top_k: 
                               seed=seed)
 
 
-def load_or_exit(adapter: str, base: str | None, device: str, dtype: str, attn: str) -> LoadedModel:
-    """Load the model, or print why not and exit non-zero."""
+def resolve_or_exit(adapter: str, base: str | None) -> Models:
+    """What `--adapter` and `--base` name (aliases resolved, once), or print why nothing and exit."""
     try:
-        with err.status(f"loading {adapter} …"):
-            return load(adapter, base, device=device, dtype=dtype, attn=attn)
-    except LoadError as exc:
+        return resolve_models(adapter, base)
+    except AliasError as exc:
         raise fail(str(exc)) from None
 
 
-def alias_context(adapter: str) -> str | None:
-    alias = ALIASES.get(adapter)
-    return alias.context if alias else None
+def load_or_exit(models: Models, device: str, dtype: str, attn: str) -> LoadedModel:
+    """Load the model, or print why not and exit non-zero."""
+    from deltamem.runtime.loading import LoadError, load
+
+    try:
+        with err.status(f"loading {models.alias.name if models.alias else models.adapter} …"):
+            return load(models.adapter, models.base, device=device, dtype=dtype, attn=attn, names=models.names)
+    except LoadError as exc:
+        raise fail(str(exc)) from None

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 
-from deltamem.runtime import ABEngine, ContextPolicy, GenerationSettings, LoadedModel, SessionIdentity
+from deltamem.context import ContextPolicy
+from deltamem.runtime.contract import DELTA, FROZEN, GenerationSettings, SessionIdentity
 from deltamem_chat.commands.options import (
     AdapterOpt,
     AttnOpt,
@@ -24,17 +25,19 @@ from deltamem_chat.commands.options import (
     TemperatureOpt,
     TopKOpt,
     TopPOpt,
-    alias_context,
     dates_on,
     fail,
     lanes_mode,
     load_or_exit,
     policy_for,
     protocol_named,
+    resolve_or_exit,
     settings_from,
 )
-from deltamem_chat.replay import ReplayRunner, run_headless
 from deltamem_chat.transcripts import Transcript, TranscriptError, load_transcript
+
+if TYPE_CHECKING:
+    from deltamem.runtime.loading import LoadedModel
 
 
 def replay_config(transcript: Transcript, loaded: LoadedModel, policy: ContextPolicy, settings: GenerationSettings,
@@ -44,7 +47,7 @@ def replay_config(transcript: Transcript, loaded: LoadedModel, policy: ContextPo
         "transcript": str(transcript.path), "title": transcript.meta.title,
         "base": loaded.base, "adapter": loaded.adapter, "context_policy": str(policy),
         "device": loaded.choice.device, "dtype": str(loaded.choice.dtype).removeprefix("torch."),
-        "attn": loaded.choice.attn, "lanes": ["frozen", "delta"] if ab else ["delta"],
+        "attn": loaded.choice.attn, "lanes": [FROZEN, DELTA] if ab else [DELTA],
         "lanes_mode": "batched" if batched else "sequential",
         "assistant_turns": "regenerated" if regenerate else "teacher-forced", "dates": "on" if dates else "off",
         "protocol": protocol,
@@ -89,13 +92,16 @@ def register(app: typer.Typer) -> None:
         batched = lanes_mode(lanes)
         with_dates = dates_on(dates)
         scoring = protocol_named(protocol)
-        suggested = str(transcript.meta.context) if transcript.meta.context else None
-        policy = policy_for(context, suggested, alias_context(adapter))
+        models = resolve_or_exit(adapter, base)
+        policy = policy_for(context, transcript.meta.context, models.context)
         settings = settings_from(max_new_tokens, temperature, top_p, top_k, seed)
-        loaded = load_or_exit(adapter, base, device, dtype, attn)
+        loaded = load_or_exit(models, device, dtype, attn)
+        from deltamem.runtime.engine import ABEngine
+        from deltamem_chat.replay import ReplayRunner, run_headless
+
         engine = ABEngine(loaded.model, loaded.tokenizer, policy=policy, batched=batched)
         runner = ReplayRunner(engine, transcript, settings=settings, regenerate=regenerate,
-                              lanes=["frozen", "delta"] if ab else ["delta"], dates=with_dates,
+                              lanes=[FROZEN, DELTA] if ab else [DELTA], dates=with_dates,
                               protocol=scoring)
         config = replay_config(transcript, loaded, policy, settings, batched=batched, regenerate=regenerate, ab=ab,
                                dates=with_dates, protocol=scoring.name)

@@ -3,32 +3,23 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 
-from deltamem.adapter import AdapterError
-from deltamem.config import ConfigError
-from deltamem.runtime.loading import ALIASES, MODEL_FILES, LoadError, choose_runtime, resolve
-from deltamem.train import (
-    CheckpointError,
-    Episode,
-    EpisodeError,
-    GeneratedSource,
-    ListSource,
-    TemplateError,
-    TrainSettings,
-    read_episodes,
-    train,
-)
-from deltamem.train.episodes import EpisodeSource
+from deltamem_chat.aliases import resolve_base
 from deltamem_chat.commands.options import fail
 from deltamem_chat.transcripts import Message, TranscriptError, load_transcript
+
+if TYPE_CHECKING:
+    from deltamem.train.episodes import Episode, EpisodeSource
 
 
 def transcript_episodes(folder: Path) -> list[Episode]:
     """Every probe of every transcript in `folder`: the messages before it, its question and expected answer."""
+    from deltamem.train.episodes import Episode, EpisodeError
+
     episodes = []
     for path in sorted(folder.glob("*.jsonl")):
         transcript = load_transcript(path)
@@ -45,6 +36,8 @@ def transcript_episodes(folder: Path) -> list[Episode]:
 
 def episode_source(data: str, seed: int) -> EpisodeSource:
     """`demo` (the demo generator), an episodes .jsonl file, or a folder of transcripts."""
+    from deltamem.train.episodes import EpisodeError, GeneratedSource, ListSource, read_episodes
+
     if data == "demo":
         from deltamem.demo.adapter import make_episode
 
@@ -105,26 +98,22 @@ def register(app: typer.Typer) -> None:
                                                   "stage of a curriculum) instead of a fresh adapter.")] = None,
     ) -> None:
         """Train a δ-mem adapter (released settings: rank 8, q/o corrections) on a frozen base model."""
+        from deltamem.adapter import AdapterError
+        from deltamem.config import ConfigError
+        from deltamem.runtime.loading import LoadError, choose_runtime, load_base
+        from deltamem.train import CheckpointError, EpisodeError, TemplateError, TrainSettings, train
+
         windows = parse_windows(window)
         try:
-            choice = choose_runtime(device, dtype, "sdpa")
-            spec = ALIASES[base].base if base in ALIASES else base
-            folder = resolve(spec, "base model", MODEL_FILES)
             source = episode_source(data, seed)
+            tokenizer, backbone = load_base(resolve_base(base), choose_runtime(device, dtype, "sdpa"))
         except (LoadError, EpisodeError, TranscriptError) as exc:
             raise fail(str(exc)) from None
-        from transformers import AutoModelForCausalLM, AutoTokenizer
-
-        try:
-            tokenizer = AutoTokenizer.from_pretrained(folder)
-            backbone = AutoModelForCausalLM.from_pretrained(folder, dtype=choice.dtype, attn_implementation="sdpa")
-        except (OSError, ValueError) as exc:
-            raise fail(f"base model {spec} could not be loaded ({str(exc).splitlines()[0]})") from None
         settings = TrainSettings(out=out, steps=steps, lr=lr, batch=batch, seed=seed, windows=windows, resume=resume,
                                  checkpoint_every=checkpoint_every, init=init)
         console = Console(stderr=True)
         try:
-            result = train(backbone.to(choice.device), tokenizer, source, settings, console=console)
+            result = train(backbone, tokenizer, source, settings, console=console)
         except (CheckpointError, TemplateError, AdapterError, ConfigError) as exc:
             raise fail(str(exc)) from None
         console.print(f"adapter: {out} (final loss {result.losses[-1]:.3f})")

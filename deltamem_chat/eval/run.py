@@ -16,7 +16,10 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from deltamem.runtime import ABEngine, ContextPolicy, GenerationSettings, LoadedModel
+from deltamem.context import ContextPolicy
+from deltamem.runtime.contract import GenerationSettings
+from deltamem.runtime.engine import ABEngine
+from deltamem.runtime.loading import LoadedModel
 from deltamem_chat.eval.plan import EvalSettings, Unit
 from deltamem_chat.replay import ReplayRunner
 from deltamem_chat.scoring import ProbeOutcome, ScoringProtocol

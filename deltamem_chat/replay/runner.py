@@ -12,7 +12,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from deltamem.runtime import ABEngine, Event, GenerationSettings, LaneDone, TurnDone, TurnStats
+from deltamem.runtime.contract import Event, GenerationSettings, LaneDone, TurnDone, TurnStats
+from deltamem.runtime.engine import ABEngine
 from deltamem_chat.scoring import DEFAULT_PROTOCOL, ProbeOutcome, ScoreSummary, ScoringProtocol, get_protocol, summarise
 from deltamem_chat.transcripts import Probe, Transcript
 from deltamem_chat.transcripts.dates import read_texts

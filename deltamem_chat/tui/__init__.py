@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from deltamem.runtime import ABEngine, ContextPolicy, GenerationSettings, LoadedModel, SessionIdentity
+from deltamem.context import ContextPolicy
+from deltamem.runtime.contract import GenerationSettings, SessionIdentity
+from deltamem.runtime.engine import ABEngine
+from deltamem.runtime.loading import LoadedModel
 from deltamem_chat.tui.app import DeltaMemChatApp
 from deltamem_chat.tui.replay import ReplayApp, run_replay
 from deltamem_chat.tui.widgets import BudgetMeter, LanePane
@@ -10,12 +13,12 @@ from deltamem_chat.tui.widgets import BudgetMeter, LanePane
 __all__ = ["BudgetMeter", "DeltaMemChatApp", "LanePane", "ReplayApp", "run_chat", "run_replay"]
 
 
-def run_chat(loaded: LoadedModel, policy: ContextPolicy, settings: GenerationSettings, batched: bool = True) -> int:
-    """Open the side-by-side chat on a loaded model; returns the process exit code."""
+def run_chat(loaded: LoadedModel, policy: ContextPolicy, settings: GenerationSettings, batched: bool = True,
+             intro: str | None = None) -> int:
+    """Open the side-by-side chat on a loaded model (`intro` shown whenever a conversation starts empty); returns the
+    process exit code."""
     engine = ABEngine(loaded.model, loaded.tokenizer, policy=policy, batched=batched)
     info = {"models": f"{loaded.base} + {loaded.adapter}", "device": loaded.choice.describe(), "policy": str(policy)}
-    alias = loaded.alias
-    intro = alias.intro if alias is not None and ContextPolicy.parse(alias.context) == policy else None
     app = DeltaMemChatApp(engine, title_info=info, identity=SessionIdentity(loaded.base, loaded.adapter),
                           settings=settings, intro=intro)
     app.run()

@@ -18,17 +18,10 @@ from textual.binding import Binding
 from textual.containers import Horizontal
 from textual.widgets import Footer, Input
 
-from deltamem.runtime import (
-    ABEngine,
-    ContextPolicy,
-    GenerationSettings,
-    LaneDone,
-    PolicyError,
-    SessionIdentity,
-    TurnDone,
-    load_session,
-    save_session,
-)
+from deltamem.context import ContextPolicy, PolicyError
+from deltamem.runtime.contract import GenerationSettings, LaneDone, SessionIdentity, TurnDone
+from deltamem.runtime.engine import ABEngine
+from deltamem.runtime.session_io import load_session, save_session
 from deltamem_chat.tui.commands import ChatCommands
 from deltamem_chat.tui.export import conversation_markdown
 from deltamem_chat.tui.feed import TextDelta, TurnFailed, TurnFeed, TurnFinished, lane_diagnostics

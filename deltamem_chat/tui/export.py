@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import datetime
 
-from deltamem.runtime import Lane
+from deltamem.runtime.lanes import Lane
 
 
 def conversation_markdown(lanes: Mapping[str, Lane], titles: Mapping[str, str], info: Mapping[str, str],

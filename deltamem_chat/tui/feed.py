@@ -10,7 +10,7 @@ import queue
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from deltamem.runtime import LaneDone, TokenEvent
+from deltamem.runtime.contract import LaneDone, TokenEvent
 
 
 @dataclass

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from deltamem.runtime import SessionIdentity
+from deltamem.runtime.contract import SessionIdentity
 from deltamem_chat.replay import ReplayRunner
 from deltamem_chat.tui.replay.app import ReplayApp
 from deltamem_chat.tui.replay.summary import SummaryScreen, SummaryView

@@ -23,7 +23,7 @@ from textual.content import Content
 from textual.widgets import Footer, Static
 
 from deltamem.files import atomic_write_text
-from deltamem.runtime import LaneDone, SessionIdentity, TurnStats
+from deltamem.runtime.contract import LaneDone, SessionIdentity, TurnStats
 from deltamem_chat.replay import ReplayRunner, StepFinished, StepRecord, StepStarted, build_report, to_markdown
 from deltamem_chat.replay.report import write_json
 from deltamem_chat.scoring import ProbeScore, summarise

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from deltamem.runtime import LaneDone, TokenEvent
+from deltamem.runtime.contract import LaneDone, TokenEvent
 from deltamem_chat.replay import StepRecord, StepStarted
 from deltamem_chat.tui.feed import TextDelta, TurnFeed
 

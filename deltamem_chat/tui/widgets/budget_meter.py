@@ -9,7 +9,7 @@ from __future__ import annotations
 from textual.content import Content
 from textual.widget import Widget
 
-from deltamem.runtime import TRAINED_WRITE_HORIZON
+from deltamem.context import TRAINED_WRITE_HORIZON
 
 BAR_CELLS = 32
 

@@ -11,7 +11,7 @@ from textual.containers import VerticalScroll
 from textual.content import Content
 from textual.widgets import Static
 
-from deltamem.runtime import TurnStats
+from deltamem.runtime.contract import TurnStats
 
 
 class Reply(Static):

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from textual.content import Content
 from textual.widget import Widget
 
-from deltamem.runtime import TurnStats
+from deltamem.runtime.contract import TurnStats
 
 
 def speed(stats: TurnStats | None) -> str:
