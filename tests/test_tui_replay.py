@@ -23,6 +23,7 @@ from deltamem.runtime.contract import (
     Event,
     GenerationSettings,
     LaneDone,
+    LaneView,
     SessionIdentity,
     TokenEvent,
     TurnDone,
@@ -80,6 +81,14 @@ class ScriptedEngine:
         self.answers = answers
         self.delay = delay
         self.fail = fail
+
+    @property
+    def lane_names(self) -> tuple[str, ...]:
+        return tuple(self.lanes)
+
+    def lane(self, name: str) -> LaneView:
+        lane = self.lanes[name]
+        return LaneView(name, lane.memory, tuple(lane.messages), lane.written_total)
 
     def reset(self) -> None:
         for lane in self.lanes.values():

@@ -51,7 +51,7 @@ def run_unit(loaded: LoadedModel, unit: Unit, transcript: Transcript, settings: 
         assert isinstance(probe, Probe)
         probes.append(probe_result(probe, record.text, record.outcome))
     return {"unit": unit.key, "transcript": unit.transcript, "condition": unit.condition, "probes": probes,
-            "written": {lane: engine.lanes[lane].written_total for lane in settings.lanes},
+            "written": {lane: engine.lane(lane).written_total for lane in settings.lanes},
             "seconds": round(time.perf_counter() - start, 3)}
 
 

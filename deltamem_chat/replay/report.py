@@ -49,7 +49,7 @@ def build_report(runner: ReplayRunner, config: dict[str, Any], *, partial: bool)
                         for lane, score in outcome.scores.items()},
         })
     lanes = {name: {"recall": round(s.recall, 4), "mean_f1": round(s.mean_f1, 4), "score": round(s.mean_score, 4),
-                    "probes": s.probes, "hits": s.hits, "written_tokens": runner.engine.lanes[name].written_total,
+                    "probes": s.probes, "hits": s.hits, "written_tokens": runner.engine.lane(name).written_total,
                     "categories": {str(c): {"probes": v.probes, "hits": v.hits, "score": round(v.mean_score, 4)}
                                    for c, v in s.categories.items()}}
              for name, s in summary.lanes.items()}

@@ -12,8 +12,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from deltamem.runtime.contract import Event, GenerationSettings, LaneDone, TurnDone, TurnStats
-from deltamem.runtime.engine import ABEngine
+from deltamem.runtime.contract import DELTA, Engine, Event, GenerationSettings, LaneDone, TurnDone, TurnStats
 from deltamem_chat.scoring import DEFAULT_PROTOCOL, ProbeOutcome, ScoreSummary, ScoringProtocol, get_protocol, summarise
 from deltamem_chat.transcripts import Probe, Transcript
 from deltamem_chat.transcripts.dates import read_texts
@@ -75,7 +74,7 @@ ReplayEvent = Event | StepStarted | StepFinished
 class ReplayRunner:
     """Steps through a transcript on an engine; the same runner drives the TUI and the headless replay."""
 
-    def __init__(self, engine: ABEngine, transcript: Transcript, *, settings: GenerationSettings | None = None,
+    def __init__(self, engine: Engine, transcript: Transcript, *, settings: GenerationSettings | None = None,
                  regenerate: bool = False, lanes: list[str] | None = None, dates: bool = True,
                  protocol: ScoringProtocol | None = None) -> None:
         """`dates`: put the transcript's session dates and question dates in what the lanes read. `protocol` words
@@ -84,7 +83,7 @@ class ReplayRunner:
         self.transcript = transcript
         self.settings = settings or GenerationSettings()
         self.regenerate = regenerate
-        self.lanes = lanes or list(engine.lanes)
+        self.lanes = lanes or list(engine.lane_names)
         self.dates = dates
         self.protocol = protocol or get_protocol(DEFAULT_PROTOCOL)
         self.texts = read_texts(transcript.items, dates, self.protocol.question)
@@ -164,7 +163,6 @@ class ReplayRunner:
 
     def budget(self) -> dict[str, Any]:
         """The δ-mem lane's written tokens against the trained horizon."""
-        lane = self.engine.lanes.get("delta")
-        written = lane.written_total if lane else 0
+        written = self.engine.lane(DELTA).written_total if DELTA in self.engine.lane_names else 0
         return {"horizon": self.engine.budget.horizon, "written": written,
                 "status": self.engine.budget.status(written)}
