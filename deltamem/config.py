@@ -53,6 +53,10 @@ NEUTRAL_VALUES: dict[str, Any] = {
 _TUPLE_KEYS = ("memory_reader_layers", "latent_memory_layers", "target_modules", "target_layers", "delta_heads")
 
 
+#: The settings of the released adapters beyond the official defaults: base-slice output init, q/o corrections.
+RELEASED_SETTINGS: dict[str, Any] = {"output_init": "base_slice_fixed", "delta_heads": "q,o"}
+
+
 class ConfigError(ValueError):
     """A `delta_mem_config.json` that we cannot honour; the message names the key."""
 
@@ -202,6 +206,12 @@ class DeltaMemConfig:
     def segmented_writes(self) -> bool:
         """True for SSW: one write per message or sentence mean instead of one per token."""
         return self.memory_write_granularity != "token"
+
+    @classmethod
+    def released(cls, **overrides: Any) -> DeltaMemConfig:
+        """The released adapters' configuration (rank 8, alpha 16, q/o corrections, base-slice init), with
+        `overrides`."""
+        return cls(**(RELEASED_SETTINGS | overrides))
 
     # ------------------------------------------------------------------------------------------------ I/O
     def to_dict(self) -> dict[str, Any]:

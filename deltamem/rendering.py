@@ -13,6 +13,15 @@ from __future__ import annotations
 from bisect import bisect_left
 from collections.abc import Sequence
 
+#: Qwen's ChatML layout: `<|im_start|>role\ncontent<|im_end|>\n` per message, then the generation prompt. The demo
+#: model and the offline test tokenizer use it.
+CHATML_TEMPLATE = (
+    "{% for message in messages %}"
+    "{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n' }}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
+)
+
 #: A private-use character appended to a message's content to find where that content ends in a render.
 MARK = "\ue000"
 
@@ -102,4 +111,4 @@ def common_prefix(a: Sequence, b: Sequence) -> int:
     return n
 
 
-__all__ = ["MARK", "ChatRenderer", "common_prefix"]
+__all__ = ["CHATML_TEMPLATE", "MARK", "ChatRenderer", "common_prefix"]

@@ -1,4 +1,5 @@
-"""Named backbone shapes, and random-weight models of those shapes: benchmarks and GPU checks need no download.
+"""Named backbone shapes: the real models' (copied from their published configs) and small ones for tests and the CPU
+benchmark. `deltamem.testing` builds random-weight models of them, so benchmarks and GPU checks need no download.
 
 The real shapes are copied from the published configs; `tiny` is for tests and `cpu-bench` is the smallest shape
 the CPU benchmark targets are stated for (8 layers, hidden 512).
@@ -7,9 +8,6 @@ the CPU benchmark targets are stated for (8 layers, hidden 512).
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-
-import torch
-from torch import nn
 
 
 @dataclass(frozen=True)
@@ -52,37 +50,8 @@ def qwen3_config(shape: BackboneShape | str, attn: str = "sdpa", **overrides: ob
     return config
 
 
-def random_backbone(shape: BackboneShape | str, *, dtype: torch.dtype = torch.float32, attn: str = "sdpa",
-                    device: str | torch.device = "cpu", seed: int = 0, **overrides: object) -> nn.Module:
-    """A `Qwen3ForCausalLM` of that shape with seeded random weights, in eval mode."""
-    from transformers import Qwen3ForCausalLM
-
-    torch.manual_seed(seed)
-    config = qwen3_config(shape, attn, **overrides)
-    with torch.device(device):
-        model = Qwen3ForCausalLM(config)
-    return model.to(dtype).eval()
-
-
 def describe(shape: BackboneShape | str) -> dict[str, object]:
     """The shape as plain data, for reports."""
     if isinstance(shape, str):
         return {"name": shape, **asdict(SHAPES[shape])}
     return asdict(shape)
-
-
-@torch.no_grad()
-def randomize_adapter(model: nn.Module, *, seed: int = 0, gain: float = 0.5) -> None:
-    """Give a δ-mem model random adapter weights large enough to move the logits (trained ones are not at hand).
-
-    Memory projections get the usual fan-in scale; correction matrices `gain` / sqrt(rank) so that a read of norm
-    one changes the corrected activations by about `gain`; gate biases stay at their initial values.
-    """
-    generator = torch.Generator().manual_seed(seed)
-    for name, param in model.adapter_state_dict().items():
-        leaf = name.rsplit(".", 1)[-1]
-        if leaf.endswith("_bias") or leaf in ("delta_o_rmsnorm_weight", "delta_scale_raw"):
-            continue
-        scale = gain / param.shape[1] ** 0.5 if leaf.startswith("delta_") else 1 / param.shape[1] ** 0.5
-        noise = torch.randn(param.shape, generator=generator) * scale
-        param.copy_(noise.to(device=param.device, dtype=param.dtype))

@@ -37,5 +37,5 @@ cat "$OUT/bench.md"
 
 # One A/B turn through the app's runtime (chat template, both lanes, batched then sequential).
 echo
-"$PY" -m deltamem.runtime.ab_check --shape qwen3-4b --device cuda --dtype bfloat16 --prompt-tokens 4096 \
+"$PY" -m deltamem.benchmarks.ab_check --shape qwen3-4b --device cuda --dtype bfloat16 --prompt-tokens 4096 \
     --new-tokens 64 | tee "$OUT/ab_turn.log"

@@ -11,7 +11,8 @@ from safetensors.torch import save_file
 
 from deltamem import AdapterError, OffTrainedDefaultsWarning, attach_adapter, save_adapter
 from deltamem.adapter import ADAPTER_PT, ADAPTER_SAFETENSORS
-from deltamem.shapes import BackboneShape, random_backbone
+from deltamem.shapes import BackboneShape
+from deltamem.testing import random_backbone
 
 IDS = torch.tensor([[5, 17, 99, 3, 250, 8, 41]])
 

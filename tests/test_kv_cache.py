@@ -8,7 +8,7 @@ from transformers import DynamicCache
 
 from deltamem.compat import cache_argument, crop_cache, new_cache, output_cache
 from deltamem.kv_cache import STEP, GrowingLayer
-from deltamem.shapes import random_backbone
+from deltamem.testing import random_backbone
 
 
 def _ids(n: int, seed: int, batch: int = 1) -> torch.Tensor:

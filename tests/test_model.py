@@ -9,7 +9,7 @@ from transformers import DynamicCache
 from deltamem import DeltaMemError, NotMergeableError
 from deltamem.compat import cache_argument, crop_cache, new_cache, output_cache
 from deltamem.masks import token_validity
-from deltamem.shapes import random_backbone
+from deltamem.testing import random_backbone
 
 ATTNS = ["eager", "sdpa"]
 

@@ -179,7 +179,7 @@ def test_loading_a_session_of_another_model_says_so(tmp_path: Path) -> None:
 
 
 def test_the_ab_check_runs_one_turn_per_lane_mode(capsys) -> None:
-    from deltamem.runtime.ab_check import main
+    from deltamem.benchmarks.ab_check import main
 
     assert main(["--shape", "tiny", "--device", "cpu", "--prompt-tokens", "64", "--new-tokens", "3"]) == 0
     out = capsys.readouterr().out

@@ -7,7 +7,7 @@ import torch
 
 from deltamem import DeltaMemConfig, DeltaMemModel
 from deltamem.compat import cache_argument, new_cache, output_cache
-from deltamem.shapes import randomize_adapter
+from deltamem.testing import randomize_adapter
 
 transformers = pytest.importorskip("transformers")
 

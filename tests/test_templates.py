@@ -19,7 +19,7 @@ from deltamem.context import ContextPolicy
 from deltamem.runtime.contract import GenerationSettings, LaneDone, TurnDone
 from deltamem.runtime.engine import ABEngine
 from deltamem.shapes import BackboneShape
-from tests.conftest import make_delta_model
+from deltamem.testing import random_delta_model
 
 USER_TURNS = ["My name is Ada and I live in Lisbon.", "I keep a cat called Pixel, she is grey.",
               "Tomorrow I fly to Oslo for a conference.", "What is my cat called?", "Where do I live?"]
@@ -56,7 +56,7 @@ def real_vocab_model(qwen3_tokenizer):
     re-tokenise to the ids it generated, as a trained model's mostly do."""
     shape = BackboneShape(layers=2, hidden=32, heads=2, kv_heads=1, head_dim=16, ffn=64, vocab=len(qwen3_tokenizer),
                           tie_embeddings=True)
-    model = make_delta_model(attn="sdpa", shape=shape)
+    model = random_delta_model(attn="sdpa", shape=shape)
     head = model.backbone.lm_head
     words = [qwen3_tokenizer.encode(" " + w, add_special_tokens=False) for w in REPLY_WORDS]
     assert all(len(ids) == 1 for ids in words)

@@ -16,8 +16,7 @@ from deltamem import attach_adapter
 from deltamem.demo import DEMO_WINDOW
 from deltamem.demo.data import SLOTS, TRAIN_SEEDS, conversation, conversations, corpus_text, demo_shape
 from deltamem.demo.tokenizer import build_tokenizer
-from deltamem.runtime.offline_tokenizer import byte_chatml_tokenizer
-from deltamem.shapes import random_backbone
+from deltamem.testing import byte_chatml_tokenizer, random_backbone
 from deltamem.train import (
     CHECKPOINT,
     CheckpointError,

@@ -30,8 +30,7 @@ from deltamem.runtime.contract import (
 from deltamem.runtime.engine import ABEngine
 from deltamem.runtime.lanes import Lane
 from deltamem.runtime.loading import LoadedModel, choose_runtime
-from deltamem.runtime.offline_tokenizer import byte_chatml_tokenizer
-from deltamem.shapes import random_backbone, randomize_adapter
+from deltamem.testing import byte_chatml_tokenizer, random_backbone, randomize_adapter
 from deltamem_chat.tui import BudgetMeter, DeltaMemChatApp, LanePane, run_chat
 from deltamem_chat.tui.export import conversation_markdown
 from deltamem_chat.tui.feed import TextDelta, TurnFeed, lane_diagnostics

@@ -21,10 +21,10 @@ from torch import Tensor
 from deltamem.compat import cache_argument, crop_cache, new_cache, output_cache
 from deltamem.config import DeltaMemConfig
 from deltamem.model import DeltaMemModel
-from deltamem.shapes import SHAPES, random_backbone, randomize_adapter
+from deltamem.shapes import SHAPES
+from deltamem.testing import random_backbone, randomize_adapter
 
 #: The configuration of the released adapters (rank 8, alpha 16, q/o corrections, one state head).
-RELEASED = DeltaMemConfig(output_init="base_slice_fixed", delta_heads=("q", "o"))
 
 #: The two lanes of an A/B chat: the frozen backbone (memory off for the row) and the δ-mem model.
 LANES = {"frozen": False, "delta": True}
@@ -61,7 +61,7 @@ def build_model(settings: Settings) -> DeltaMemModel:
     """A random backbone of the shape with a random released-configuration adapter (nothing is downloaded)."""
     backbone = random_backbone(settings.shape, dtype=settings.dtype, attn=settings.attn, device=settings.device,
                                seed=settings.seed)
-    model = DeltaMemModel(backbone, RELEASED)
+    model = DeltaMemModel(backbone, DeltaMemConfig.released())
     randomize_adapter(model, seed=settings.seed + 1)
     return model.eval()
 

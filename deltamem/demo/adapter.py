@@ -27,11 +27,11 @@ from pathlib import Path
 from rich.console import Console
 from torch import nn
 
+from deltamem.config import RELEASED_SETTINGS
 from deltamem.demo import DEMO_WINDOW
 from deltamem.demo.data import TRAIN_SEEDS, Shape, conversation, demo_shape
 from deltamem.train import GeneratedSource, TrainResult, TrainSettings, train
 from deltamem.train.episodes import Episode
-from deltamem.train.trainer import RELEASED_CONFIG
 
 #: Chats as in the demo transcripts, with up to six more exchanges of small talk before the question.
 ADAPTER_SHAPE = replace(demo_shape(DEMO_WINDOW), extra_gap=(0, 6))
@@ -43,7 +43,7 @@ ADAPTER_WINDOWS: tuple[int | None, ...] = (DEMO_WINDOW,) * 6 + (32, 64, 96, None
 ADAPTER_SEEDS = 2 * TRAIN_SEEDS
 
 #: The released settings with MSW's four state heads, and β's bias started low enough for writes to survive the gap.
-DEMO_CONFIG = {**RELEASED_CONFIG, "num_state_heads": 4, "beta_bias_init": -4.0}
+DEMO_CONFIG = {**RELEASED_SETTINGS, "num_state_heads": 4, "beta_bias_init": -4.0}
 
 
 @dataclass(frozen=True)

@@ -13,17 +13,14 @@ from collections.abc import Iterable
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers
 from transformers import PreTrainedTokenizerFast
 
+from deltamem.rendering import CHATML_TEMPLATE
+
 PAD, IM_START, IM_END, UNK = "<|endoftext|>", "<|im_start|>", "<|im_end|>", "<unk>"
 SPECIAL_TOKENS = (PAD, IM_START, IM_END, UNK)
 ROLES = ("system", "user", "assistant")
 
 #: ChatML as Qwen writes it; the word-level pre-tokenizer drops the newlines, so a message costs its words + 3.
-CHAT_TEMPLATE = (
-    "{% for message in messages %}"
-    "{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n' }}"
-    "{% endfor %}"
-    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
-)
+CHAT_TEMPLATE = CHATML_TEMPLATE
 
 
 def _pieces() -> tuple[normalizers.Normalizer, pre_tokenizers.PreTokenizer]:

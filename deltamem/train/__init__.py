@@ -15,10 +15,10 @@ from deltamem.train.episodes import (
     read_episodes,
     write_episodes,
 )
-from deltamem.train.trainer import RELEASED_CONFIG, TrainResult, TrainSettings, answer_accuracy, train
+from deltamem.train.trainer import TrainResult, TrainSettings, answer_accuracy, train
 
 __all__ = [
-    "CHECKPOINT", "RELEASED_CONFIG", "CheckpointError", "Episode", "EpisodeError", "EpisodeSource",
+    "CHECKPOINT", "CheckpointError", "Episode", "EpisodeError", "EpisodeSource",
     "GeneratedSource", "ListSource", "Renderer", "TemplateError", "TrainResult", "TrainSettings", "answer_accuracy",
     "collate", "encode", "load_checkpoint", "read_episodes", "save_checkpoint", "train", "write_episodes",
 ]

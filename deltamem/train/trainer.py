@@ -24,7 +24,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from torch import Tensor
 
 from deltamem.adapter import attach_adapter, save_adapter
-from deltamem.config import DeltaMemConfig, OffTrainedDefaultsWarning
+from deltamem.config import RELEASED_SETTINGS, DeltaMemConfig, OffTrainedDefaultsWarning
 from deltamem.files import atomic_write_text
 from deltamem.model import DeltaMemModel
 from deltamem.train.batch import IGNORE, Batch, Renderer, collate, encode
@@ -36,7 +36,6 @@ _RESUME_KEYS = ("steps", "lr", "batch", "seed", "dtype", "windows", "warmup", "m
                 "clip", "config", "init", "ov_init")
 
 #: The released δ-mem settings (TSW, rank 8, α 16, corrections on q and o, β bias −1.5), init from the base.
-RELEASED_CONFIG = {"output_init": "base_slice_fixed", "delta_heads": ["q", "o"]}
 
 
 @dataclass(frozen=True)
@@ -61,7 +60,7 @@ class TrainSettings:
     checkpoint_every: int = 100
     resume: bool = False
     formats: tuple[str, ...] = ("pt", "safetensors")
-    config: dict = field(default_factory=lambda: dict(RELEASED_CONFIG))
+    config: dict = field(default_factory=lambda: dict(RELEASED_SETTINGS))
     init: Path | None = None
     ov_init: float = 0.1
 
@@ -286,5 +285,5 @@ def _mean(values: Sequence[float]) -> float:
     return sum(values) / len(values) if values else float("nan")
 
 
-__all__ = ["RELEASED_CONFIG", "TrainResult", "TrainSettings", "answer_accuracy", "answer_loss", "attention_init",
+__all__ = ["TrainResult", "TrainSettings", "answer_accuracy", "answer_loss", "attention_init",
            "build_model", "lr_at", "make_batch", "train", "training_progress"]

@@ -1,6 +1,6 @@
 """One A/B turn on a random-weight model of a real shape: the runtime's speed and memory, with no download.
 
-    python -m deltamem.runtime.ab_check --shape qwen3-4b --device cuda
+    python -m deltamem.benchmarks.ab_check --shape qwen3-4b --device cuda
 
 Builds the backbone with random weights, a random adapter of the released shape (TSW, rank 8, q/o), a byte-level
 tokenizer padded to the model's vocabulary, feeds a prompt of about `--prompt-tokens` tokens and decodes
@@ -22,16 +22,14 @@ from deltamem.context import ContextPolicy
 from deltamem.model import DeltaMemModel
 from deltamem.runtime.engine import ABEngine, GenerationSettings, LaneDone
 from deltamem.runtime.loading import LoadError, choose_runtime
-from deltamem.runtime.offline_tokenizer import byte_chatml_tokenizer
-from deltamem.shapes import SHAPES, random_backbone, randomize_adapter
-
-RELEASED = DeltaMemConfig(rank=8, alpha=16.0, delta_heads=("q", "o"), output_init="base_slice_fixed")
+from deltamem.shapes import SHAPES
+from deltamem.testing import byte_chatml_tokenizer, random_backbone, randomize_adapter
 
 
 def build_engine(shape: str, device: str, dtype: torch.dtype, attn: str, batched: bool) -> ABEngine:
     """A random model of `shape` with a random released-shape adapter, in an A/B engine."""
     backbone = random_backbone(shape, dtype=dtype, attn=attn, device=device)
-    model = DeltaMemModel(backbone, RELEASED)
+    model = DeltaMemModel(backbone, DeltaMemConfig.released())
     randomize_adapter(model, seed=1)
     tokenizer = byte_chatml_tokenizer(vocab_size=SHAPES[shape].vocab)
     return ABEngine(model, tokenizer, policy=ContextPolicy(), batched=batched)
@@ -51,7 +49,7 @@ def peak_memory_gb(device: str) -> float:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m deltamem.runtime.ab_check", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m deltamem.benchmarks.ab_check", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--shape", default="qwen3-4b", choices=sorted(SHAPES), help="model shape (random weights)")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
