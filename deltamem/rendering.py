@@ -13,6 +13,9 @@ from __future__ import annotations
 from bisect import bisect_left
 from collections.abc import Sequence
 
+#: The roles of chat messages, in the order messages about them list them.
+ROLES = ("system", "user", "assistant")
+
 #: Qwen's ChatML layout: `<|im_start|>role\ncontent<|im_end|>\n` per message, then the generation prompt. The demo
 #: model and the offline test tokenizer use it.
 CHATML_TEMPLATE = (
@@ -111,4 +114,4 @@ def common_prefix(a: Sequence, b: Sequence) -> int:
     return n
 
 
-__all__ = ["CHATML_TEMPLATE", "MARK", "ChatRenderer", "common_prefix"]
+__all__ = ["CHATML_TEMPLATE", "ROLES", "MARK", "ChatRenderer", "common_prefix"]

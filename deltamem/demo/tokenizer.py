@@ -13,11 +13,10 @@ from collections.abc import Iterable
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers
 from transformers import PreTrainedTokenizerFast
 
-from deltamem.rendering import CHATML_TEMPLATE
+from deltamem.rendering import CHATML_TEMPLATE, ROLES
 
 PAD, IM_START, IM_END, UNK = "<|endoftext|>", "<|im_start|>", "<|im_end|>", "<unk>"
 SPECIAL_TOKENS = (PAD, IM_START, IM_END, UNK)
-ROLES = ("system", "user", "assistant")
 
 #: ChatML as Qwen writes it; the word-level pre-tokenizer drops the newlines, so a message costs its words + 3.
 CHAT_TEMPLATE = CHATML_TEMPLATE

@@ -18,6 +18,7 @@ import torch
 from torch import Tensor
 
 from deltamem.context import ContextPolicy
+from deltamem.rendering import ChatRenderer
 from deltamem.train.episodes import Episode
 
 IGNORE = -100
@@ -32,14 +33,13 @@ class Renderer:
 
     def __init__(self, tokenizer, cache_size: int = 200_000) -> None:
         self.tokenizer = tokenizer
+        self.chat = ChatRenderer(tokenizer)       # the engine's renderer: training sees what the app sends
         self.cache_size = cache_size
         self._messages: dict[tuple[str, str], tuple[int, ...]] = {}
         self._turns: dict[tuple[str, str], tuple[tuple[int, ...], tuple[int, ...]]] = {}
 
     def ids(self, messages: Sequence[dict[str, str]], generation_prompt: bool = False) -> list[int]:
-        text = self.tokenizer.apply_chat_template(list(messages), tokenize=False,
-                                                  add_generation_prompt=generation_prompt, enable_thinking=False)
-        return self.tokenizer(text, add_special_tokens=False)["input_ids"]
+        return self.chat.ids(messages, generation_prompt)
 
     def message(self, role: str, content: str) -> tuple[int, ...]:
         """One message on its own, as the engine measures it for the window."""

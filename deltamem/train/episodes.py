@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-ROLES = ("system", "user", "assistant")
+from deltamem.rendering import ROLES
 
 
 class EpisodeError(ValueError):

@@ -3,6 +3,7 @@
 Probe scoring lives in `deltamem_chat.scoring`.
 """
 
+from deltamem.rendering import ROLES
 from deltamem_chat.transcripts.importers import (
     LOCOMO_CATEGORIES,
     ImportFormatError,
@@ -16,7 +17,6 @@ from deltamem_chat.transcripts.importers import (
     read_memoryagentbench,
 )
 from deltamem_chat.transcripts.model import (
-    ROLES,
     Item,
     Message,
     Probe,

@@ -8,9 +8,6 @@ from typing import Literal
 
 from deltamem.context import ContextPolicy
 
-ROLES: tuple[str, ...] = ("system", "user", "assistant")
-"""The roles a message may have, in the order error messages list them."""
-
 Role = Literal["system", "user", "assistant"]
 
 

@@ -14,9 +14,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from deltamem.context import ContextPolicy, PolicyError
+from deltamem.rendering import ROLES
 from deltamem_chat.scoring.normalize import normalize_answer
 from deltamem_chat.transcripts.model import (
-    ROLES,
     Message,
     Probe,
     Role,
