@@ -16,6 +16,7 @@ import torch
 
 from deltamem.benchmarks import lanes, peak, report, scans
 from deltamem.benchmarks.common import Settings, build_model
+from deltamem.files import atomic_write_text
 from deltamem.shapes import SHAPES, describe
 
 MODES = ("prefill", "decode", "memory", "ab", "scan")
@@ -203,8 +204,7 @@ def _run(args: argparse.Namespace, settings: Settings, argv: list[str]) -> int:
     text = report.markdown(records, run, info)
     print(text)
     if args.markdown:
-        with open(args.markdown, "w", encoding="utf-8") as handle:
-            handle.write(text + "\n")
+        atomic_write_text(args.markdown, text + "\n")
     if args.json:
         report.write_json(args.json, report.to_json(records, run, info))
     return 0

@@ -49,19 +49,14 @@ class AttentionShape:
 class MemoryOutput:
     """What one forward of a layer produced: corrections per active branch, the new state, and β of its writes.
 
-    Mean β is a diagnostic, read at most once per turn, so the layer hands over its inputs and `beta_mean` reduces
-    them on demand instead of in every decode step.
+    Mean β is a diagnostic, read at most once per turn, so the layer hands over its inputs (`masked_mean` reduces them
+    on demand) instead of reducing them in every decode step.
     """
 
     corrections: dict[str, Tensor] | ReadCorrections
     state: Tensor
     beta: Tensor | None = None       # [B, T', H, r] β of the writes (T' = tokens, or segments for SSW)
     written: Tensor | None = None    # [B, T'] bool: which of them were written
-
-    @property
-    def beta_mean(self) -> Tensor | None:
-        """[B] mean β over the tokens each row wrote (0 where none); None when nothing was written."""
-        return None if self.beta is None else masked_mean(self.beta, self.written)
 
 
 @dataclass

@@ -16,6 +16,8 @@ from typing import Any
 
 import torch
 
+from deltamem.files import atomic_write_text
+
 #: Summary ratio → (comparison, bound): the targets δ-mem is held to (stated for the CPU bench shape at 4096).
 TARGETS: dict[str, tuple[str, float]] = {
     "delta_over_frozen_prefill_time": ("<=", 1.15),
@@ -166,7 +168,7 @@ def to_json(records: list[Record], settings: dict[str, Any], machine_info: dict[
 
 
 def write_json(path: str | Path, payload: dict[str, Any]) -> None:
-    Path(path).write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
+    atomic_write_text(path, json.dumps(payload, indent=2) + "\n")
 
 
 # ------------------------------------------------------------------------------------------------- Markdown

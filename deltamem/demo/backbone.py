@@ -163,7 +163,7 @@ def train_backbone(tokenizer, settings: BackboneSettings, *, console: Console | 
     return model.eval()
 
 
-def save_backbone(model, tokenizer, folder: str | Path, settings: BackboneSettings) -> Path:
+def save_backbone(model, tokenizer, folder: str | Path) -> Path:
     """Weights (safetensors), config, generation config and tokenizer (template inside its JSON) in `folder`."""
     folder = Path(folder)
     model.generation_config.eos_token_id = tokenizer.eos_token_id

@@ -58,7 +58,7 @@ def build(out: Path, backbone_settings: BackboneSettings, adapter_steps: int, se
     backbone = train_backbone(tokenizer, backbone_settings, console=console)
     backbone_s = time.perf_counter() - started
     base_dir, adapter_dir = out / "base", out / "adapter"
-    save_backbone(backbone, tokenizer, base_dir, backbone_settings)
+    save_backbone(backbone, tokenizer, base_dir)
     with tempfile.TemporaryDirectory(prefix="deltamem-demo-") as work:
         result = train_adapter(backbone, tokenizer, Path(work), adapter_steps, seed, console)
         adapter_dir.mkdir(parents=True, exist_ok=True)

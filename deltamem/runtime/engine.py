@@ -239,7 +239,7 @@ class ABEngine:
             reread = self._feed(group, [plan.ids[held:plan.fresh] for plan, held in zip(plans, kept)], write=False)
             logits = self._feed(group, [plan.ids[plan.fresh:] for plan in plans], write=True)
             if generate:
-                yield from self._decode(group, _last_logits(logits, reread), settings, cancel, start, replies)
+                yield from self._decode(group, _last_logits(logits, reread), settings, cancel, replies)
                 self._close_replies(group, windows, replies)
         finally:
             # Runs on success, on cancel and when the consumer stops listening: the lanes always end consistent.
@@ -367,7 +367,7 @@ class ABEngine:
         return torch.where(fed.to(out.logits.device).unsqueeze(1), out.logits[:, -1].float(), float("nan"))
 
     def _decode(self, group: LaneGroup, logits: Tensor | None, settings: GenerationSettings,
-                cancel: threading.Event | None, start: float, replies: list[_Reply]) -> Iterator[Event]:
+                cancel: threading.Event | None, replies: list[_Reply]) -> Iterator[Event]:
         """Sample, stream and feed one token per unfinished lane until EOS, the length limit or a cancel."""
         lanes = group.lanes
         if logits is None or bool(torch.isnan(logits[:, 0]).any()):

@@ -16,6 +16,7 @@ from pathlib import Path
 from deltamem.context import ContextPolicy, PolicyError
 from deltamem.rendering import ROLES
 from deltamem_chat.scoring.normalize import normalize_answer
+from deltamem_chat.transcripts.errors import FileError
 from deltamem_chat.transcripts.model import (
     Message,
     Probe,
@@ -40,15 +41,11 @@ ROLE_KEYS = ("role", "from", "speaker")
 CONTENT_KEYS = ("content", "text", "message", "value")
 
 
-class TranscriptError(ValueError):
+class TranscriptError(FileError):
     """A transcript cannot be used; `line` is 1-based, or None when the problem is the file as a whole."""
 
     def __init__(self, path: str | os.PathLike[str], line: int | None, message: str) -> None:
-        self.path = Path(path)
-        self.line = line
-        self.message = message
-        where = f"{path}:{line}" if line is not None else str(path)
-        super().__init__(f"{where}: {message}")
+        super().__init__(path, message, line)
 
 
 class LineProblem(Exception):

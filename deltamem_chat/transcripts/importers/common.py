@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 import zipfile
 from collections.abc import Iterable, Sequence
@@ -11,20 +10,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
+from deltamem_chat.transcripts.errors import FileError
 from deltamem_chat.transcripts.model import Item, Message, Transcript, TranscriptMeta
 
 T = TypeVar("T")
 
 
-class ImportFormatError(ValueError):
+class ImportFormatError(FileError):
     """An input file does not have the shape its format promises; `line` is set for JSON syntax errors."""
-
-    def __init__(self, path: str | os.PathLike[str], message: str, line: int | None = None) -> None:
-        self.path = Path(path)
-        self.line = line
-        self.message = message
-        where = f"{path}:{line}" if line is not None else str(path)
-        super().__init__(f"{where}: {message}")
 
 
 @dataclass(frozen=True)
