@@ -61,71 +61,71 @@ def _check_seeds(seed: int, count: int) -> None:
                    "choose seeds below it so the demo model has never seen them")
 
 
+def demo_data(
+    out: Annotated[Path, typer.Option("--out", help="Folder to write the transcripts into (created if absent).")],
+    seed: Annotated[int, typer.Option("--seed", help="First seed; transcript i uses seed + i.")] = 0,
+    count: Annotated[int, typer.Option("--count", min=1, help="How many transcripts to write.")] = 1,
+    window: Annotated[int, typer.Option("--window", min=8, help="Window (tokens) the transcripts suggest; "
+                                        "each probed fact lies at least 0.75 words a token further back.")]
+    = DEMO_WINDOW,
+    force: Annotated[bool, typer.Option("--force", help="Replace existing files.")] = False,
+) -> None:
+    """Write generated demo chats with recall probes as transcripts (`demo_<seed>.jsonl`)."""
+    _check_seeds(seed, count)
+    out.mkdir(parents=True, exist_ok=True)
+    for s in range(seed, seed + count):
+        path = out / f"demo_{s}.jsonl"
+        if path.exists() and not force:
+            raise fail(f"{path} exists: pass --force to replace it")
+        try:
+            write_transcript(to_transcript(conversation(s, demo_shape(window)), window), path)
+        except TranscriptError as exc:
+            raise fail(str(exc)) from None
+        typer.echo(str(path))
+
+def demo_eval(
+    seed: Annotated[int, typer.Option("--seed", help="First seed of the generated transcripts.")] = 500_000,
+    count: Annotated[int, typer.Option("--count", min=1, help="How many transcripts to replay.")] = 50,
+    adapter: AdapterOpt = "demo",
+    base: BaseOpt = None,
+    context: PolicyOpt = None,
+    device: DeviceOpt = "cpu",
+    report: Annotated[Path | None, typer.Option("--report", help="Write per-probe results as JSON here.")]
+    = None,
+) -> None:
+    """Replay generated demo transcripts through both lanes (teacher-forced, greedy) and total the recall."""
+    _check_seeds(seed, count)
+    policy = policy_for(context, f"window:{DEMO_WINDOW}")
+    loaded = load_or_exit(resolve_or_exit(adapter, base), device, "auto", "auto")
+    from deltamem.runtime.engine import ABEngine
+    from deltamem_chat.replay import ReplayRunner
+
+    settings = settings_from(32, 0.0, 1.0, 0, 0)
+    console = Console(stderr=True)
+    probes: list[dict] = []
+    with Progress(TextColumn("replaying"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=console) as progress:
+        task = progress.add_task("eval", total=count)
+        for s in range(seed, seed + count):
+            engine = ABEngine(loaded.model, loaded.tokenizer, policy=policy)
+            runner = ReplayRunner(engine, to_transcript(conversation(s, demo_shape(DEMO_WINDOW))),
+                                  settings=settings)
+            runner.run()
+            probes += [{"seed": s, "question": o.question, "expected": o.expected,
+                        **{lane: {"answer": o.answers[lane], "hit": o.scores[lane].hit} for lane in o.answers}}
+                       for o in runner.summary().outcomes]
+            progress.advance(task)
+    _print_summary(probes, policy, seed, count)
+    if report is not None:
+        atomic_write_text(report, json.dumps({"context": str(policy), "seed": seed, "count": count,
+                                              "probes": probes}, indent=1) + "\n")
+
+
 def register(app: typer.Typer) -> None:
     """Add the `demo-data` and `demo-eval` commands."""
+    app.command(name="demo-data")(demo_data)
+    app.command(name="demo-eval")(demo_eval)
 
-    @app.command(name="demo-data")
-    def demo_data(
-        out: Annotated[Path, typer.Option("--out", help="Folder to write the transcripts into (created if absent).")],
-        seed: Annotated[int, typer.Option("--seed", help="First seed; transcript i uses seed + i.")] = 0,
-        count: Annotated[int, typer.Option("--count", min=1, help="How many transcripts to write.")] = 1,
-        window: Annotated[int, typer.Option("--window", min=8, help="Window (tokens) the transcripts suggest; "
-                                            "each probed fact lies at least 0.75 words a token further back.")]
-        = DEMO_WINDOW,
-        force: Annotated[bool, typer.Option("--force", help="Replace existing files.")] = False,
-    ) -> None:
-        """Write generated demo chats with recall probes as transcripts (`demo_<seed>.jsonl`)."""
-        _check_seeds(seed, count)
-        out.mkdir(parents=True, exist_ok=True)
-        for s in range(seed, seed + count):
-            path = out / f"demo_{s}.jsonl"
-            if path.exists() and not force:
-                raise fail(f"{path} exists: pass --force to replace it")
-            try:
-                write_transcript(to_transcript(conversation(s, demo_shape(window)), window), path)
-            except TranscriptError as exc:
-                raise fail(str(exc)) from None
-            typer.echo(str(path))
-
-    @app.command(name="demo-eval")
-    def demo_eval(
-        seed: Annotated[int, typer.Option("--seed", help="First seed of the generated transcripts.")] = 500_000,
-        count: Annotated[int, typer.Option("--count", min=1, help="How many transcripts to replay.")] = 50,
-        adapter: AdapterOpt = "demo",
-        base: BaseOpt = None,
-        context: PolicyOpt = None,
-        device: DeviceOpt = "cpu",
-        report: Annotated[Path | None, typer.Option("--report", help="Write per-probe results as JSON here.")]
-        = None,
-    ) -> None:
-        """Replay generated demo transcripts through both lanes (teacher-forced, greedy) and total the recall."""
-        _check_seeds(seed, count)
-        policy = policy_for(context, f"window:{DEMO_WINDOW}")
-        loaded = load_or_exit(resolve_or_exit(adapter, base), device, "auto", "auto")
-        from deltamem.runtime.engine import ABEngine
-        from deltamem_chat.replay import ReplayRunner
-
-        settings = settings_from(32, 0.0, 1.0, 0, 0)
-        console = Console(stderr=True)
-        probes: list[dict] = []
-        with Progress(TextColumn("replaying"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                      console=console) as progress:
-            task = progress.add_task("eval", total=count)
-            for s in range(seed, seed + count):
-                engine = ABEngine(loaded.model, loaded.tokenizer, policy=policy)
-                runner = ReplayRunner(engine, to_transcript(conversation(s, demo_shape(DEMO_WINDOW))),
-                                      settings=settings)
-                while not runner.finished:
-                    for _ in runner.step():
-                        pass
-                probes += [{"seed": s, "question": o.question, "expected": o.expected,
-                            **{lane: {"answer": o.answers[lane], "hit": o.scores[lane].hit} for lane in o.answers}}
-                           for o in runner.summary().outcomes]
-                progress.advance(task)
-        _print_summary(probes, policy, seed, count)
-        if report is not None:
-            atomic_write_text(report, json.dumps({"context": str(policy), "seed": seed, "count": count,
-                                                  "probes": probes}, indent=1) + "\n")
 
 
 def _print_summary(probes: list[dict], policy: ContextPolicy, seed: int, count: int) -> None:

@@ -39,10 +39,7 @@ def run_unit(loaded: LoadedModel, unit: Unit, transcript: Transcript, settings: 
                       batched=settings.batching == "batched")
     runner = ReplayRunner(engine, transcript, settings=generation(settings), lanes=list(settings.lanes),
                           dates=settings.dates, protocol=protocol)
-    while not runner.finished:
-        for _ in runner.step():
-            pass
-        advance()
+    runner.run(advance)
     probes = []
     for record in runner.records:
         if record.outcome is None:

@@ -8,7 +8,7 @@ in the transcript and then rolled back, so questions and answers leave no trace 
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -121,6 +121,13 @@ class ReplayRunner:
             self._feed(item.role, text, record)
         self.records.append(record)
         yield StepFinished(record)
+
+    def run(self, after_item: Callable[[], None] = lambda: None) -> None:
+        """Replay every item left, calling `after_item` after each (to move a progress bar)."""
+        while not self.finished:
+            for _ in self.step():
+                pass
+            after_item()
 
     def run_to(self, index: int, cancel: threading.Event | None = None) -> Iterator[ReplayEvent]:
         """Replay items until `index` is the next one (restarting first if it lies behind)."""
