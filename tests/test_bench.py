@@ -6,8 +6,10 @@ import json
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
 
 from deltamem.bench import MODES, main
+from deltamem_chat.cli import app
 
 SUMMARY = {"delta_over_frozen_prefill_time", "delta_over_frozen_decode_time", "delta_over_frozen_peak_memory",
            "ab_batched_over_single_turn_time", "naive_over_chunked_scan_time",
@@ -17,9 +19,11 @@ TINY = ["--shape", "tiny", "--prompt-lens", "16", "--decode-len", "3", "--scan-l
         "--warmup", "0"]
 
 
-def test_every_mode_reports_records_machine_and_summary(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+def test_every_mode_reports_records_machine_and_summary(tmp_path: Path) -> None:
+    """Through the CLI (`deltamem-chat bench` passes its options on to the bench)."""
     report, markdown = tmp_path / "bench.json", tmp_path / "bench.md"
-    assert main([*TINY, "--json", str(report), "--markdown", str(markdown)]) == 0
+    result = CliRunner().invoke(app, ["bench", *TINY, "--json", str(report), "--markdown", str(markdown)])
+    assert result.exit_code == 0, result.output
 
     data = json.loads(report.read_text())
     assert set(data["summary"]) == SUMMARY
@@ -38,7 +42,7 @@ def test_every_mode_reports_records_machine_and_summary(tmp_path: Path, capsys: 
     assert all(r["tps"] > 0 for r in records if r["mode"] != "memory")
 
     assert data["targets"]["ab_batched_over_single_followup_turn_time"] == {"bound": "none", "verdict": "no target"}
-    printed = capsys.readouterr().out
+    printed = result.stdout
     assert "## Summary" in printed and "| follow-up | 16 | 3 |" in printed
     assert markdown.read_text().strip() == printed.strip()
 

@@ -136,3 +136,21 @@ def test_the_build_runs_end_to_end_and_its_output_loads(tmp_path: Path) -> None:
     loaded = load(str(tmp_path / "adapter"), str(tmp_path / "base"), device="cpu")
     assert tuple(loaded.model.config.delta_heads) == ("q", "o")
     assert loaded.tokenizer.eos_token == "<|im_end|>"
+
+
+def test_demo_eval_totals_the_recall_of_generated_chats(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from deltamem_chat.cli import app
+
+    report = tmp_path / "demo-eval.json"
+    result = CliRunner().invoke(app, ["demo-eval", "--count", "2", "--report", str(report)])
+    assert result.exit_code == 0, result.output
+    data = json.loads(report.read_text())
+    assert (data["context"], data["seed"], data["count"]) == (f"window:{DEMO_WINDOW}", 500_000, 2)
+    assert data["probes"] and {p["seed"] for p in data["probes"]} == {500_000, 500_001}
+    hits = {lane: sum(p[lane]["hit"] for p in data["probes"]) for lane in ("frozen", "delta")}
+    assert f"│ delta  │  {hits['delta'] / len(data['probes']):.3f} │ {hits['delta']:>4} │" in result.stdout
+    assert hits["delta"] > hits["frozen"], "the demo's point, on two chats"
+    refused = CliRunner().invoke(app, ["demo-eval", "--seed", "999999999", "--count", "2"])
+    assert refused.exit_code != 0 and "training range" in refused.output
