@@ -127,8 +127,8 @@ def test_the_build_runs_end_to_end_and_its_output_loads(tmp_path: Path) -> None:
     from deltamem.demo.backbone import BackboneSettings
     from deltamem.demo.build import build
 
-    record = build(tmp_path, BackboneSettings(steps=4, one_fact_steps=2, two_fact_steps=3), adapter_steps=6, seed=0,
-                   console=Console(quiet=True))
+    record = build(tmp_path, BackboneSettings(steps=4, batch=4, one_fact_steps=2, two_fact_steps=3), adapter_steps=6,
+                   seed=0, console=Console(quiet=True), adapter_batch=4, eval_count=8)
     assert set(record["held_out"]["exact_answer"]) == {"frozen_window", "frozen_full", "delta_window", "delta_full"}
     assert json.loads((tmp_path / "build.json").read_text()) == record
     for folder in (tmp_path, tmp_path / "base", tmp_path / "adapter"):

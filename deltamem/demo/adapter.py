@@ -73,7 +73,7 @@ def make_episode(rng: random.Random, shape: Shape = ADAPTER_SHAPE) -> Episode:
 
 
 def train_adapter(backbone: nn.Module, tokenizer, work: Path, steps: int = 1200, seed: int = 0,
-                  console: Console | None = None) -> TrainResult:
+                  console: Console | None = None, batch: int = 32) -> TrainResult:
     """Run the curriculum in `work` (one folder per stage); the last stage's result is the demo adapter."""
     init: Path | None = None
     result: TrainResult | None = None
@@ -81,7 +81,7 @@ def train_adapter(backbone: nn.Module, tokenizer, work: Path, steps: int = 1200,
         if result is not None:
             result.model.detach()
         settings = TrainSettings(out=work / f"stage{index + 1}", steps=max(1, round(stage.share * steps)), lr=5e-3,
-                                 batch=32, seed=seed + index, windows=stage.windows, checkpoint_every=100,
+                                 batch=batch, seed=seed + index, windows=stage.windows, checkpoint_every=100,
                                  formats=("safetensors",), config=dict(DEMO_CONFIG), init=init)
         source = GeneratedSource(partial(make_episode, shape=stage.shape), seed + index)
         if console is not None:

@@ -51,8 +51,10 @@ def _package(folder: Path, what: str) -> None:
         atomic_write_text(init, f'"""{what} (data only: see deltamem.demo.build)."""\n')
 
 
-def build(out: Path, backbone_settings: BackboneSettings, adapter_steps: int, seed: int, console: Console) -> dict:
-    """Train tokenizer, backbone and adapter into `out`; return what build.json records."""
+def build(out: Path, backbone_settings: BackboneSettings, adapter_steps: int, seed: int, console: Console, *,
+          adapter_batch: int = 32, eval_count: int = EVAL_COUNT) -> dict:
+    """Train tokenizer, backbone and adapter into `out`; return what build.json records (accuracies over
+    `eval_count` held-out chats)."""
     started = time.perf_counter()
     tokenizer = build_tokenizer(corpus_text())
     backbone = train_backbone(tokenizer, backbone_settings, console=console)
@@ -60,7 +62,7 @@ def build(out: Path, backbone_settings: BackboneSettings, adapter_steps: int, se
     base_dir, adapter_dir = out / "base", out / "adapter"
     save_backbone(backbone, tokenizer, base_dir)
     with tempfile.TemporaryDirectory(prefix="deltamem-demo-") as work:
-        result = train_adapter(backbone, tokenizer, Path(work), adapter_steps, seed, console)
+        result = train_adapter(backbone, tokenizer, Path(work), adapter_steps, seed, console, batch=adapter_batch)
         adapter_dir.mkdir(parents=True, exist_ok=True)
         for name in ADAPTER_FILES:
             shutil.copyfile(Path(work) / f"stage{len(STAGES)}" / name, adapter_dir / name)
@@ -68,17 +70,17 @@ def build(out: Path, backbone_settings: BackboneSettings, adapter_steps: int, se
     _package(base_dir, "The demo backbone: a transformers model folder")
     _package(adapter_dir, "The demo δ-mem adapter")
     total_s = time.perf_counter() - started
-    renderer, episodes, model = Renderer(tokenizer), held_out(), result.model
+    renderer, episodes, model = Renderer(tokenizer), held_out(eval_count), result.model
     accuracy = {f"{lane}_{'full' if window is None else 'window'}":
                 answer_accuracy(model, renderer, episodes, window, memory=lane == "delta")
                 for lane in ("frozen", "delta") for window in (DEMO_WINDOW, None)}
     record = {
         "backbone": asdict(backbone_settings),
-        "adapter": {"steps": adapter_steps, "stages": [{"name": st.name, "windows": list(st.windows), "share": st.share}
+        "adapter": {"steps": adapter_steps, "batch": adapter_batch, "stages": [{"name": st.name, "windows": list(st.windows), "share": st.share}
                                                        for st in STAGES]},
         "seconds": {"backbone": round(backbone_s, 1), "total": round(total_s, 1)},
         "threads": torch.get_num_threads(), "torch": torch.__version__,
-        "held_out": {"seeds": [EVAL_SEED, EVAL_SEED + EVAL_COUNT - 1], "window": DEMO_WINDOW,
+        "held_out": {"seeds": [EVAL_SEED, EVAL_SEED + eval_count - 1], "window": DEMO_WINDOW,
                      "exact_answer": {k: round(v, 4) for k, v in accuracy.items()}},
         "parameters": {"backbone": sum(p.numel() for p in backbone.parameters()),
                        "adapter": sum(t.numel() for t in model.adapter_state_dict().values())},
