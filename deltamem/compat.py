@@ -32,17 +32,3 @@ def crop_cache(cache: Any, keep: int) -> None:
     current = cache.get_seq_length()
     if keep < current:
         cache.crop(keep - current)
-
-
-def new_cache(model: nn.Module) -> Any:
-    """An empty dynamic KV cache for this model whose full-attention layers append in place (`deltamem.kv_cache`)."""
-    from transformers import DynamicCache
-
-    from deltamem.kv_cache import grow_in_place
-
-    config = getattr(getattr(model, "backbone", model), "config", None)
-    try:
-        cache = DynamicCache(config=config)
-    except TypeError:
-        cache = DynamicCache()
-    return grow_in_place(cache)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import inspect
 from typing import Any
 
-from torch import Tensor
+from torch import Tensor, nn
 from transformers.cache_utils import DynamicLayer
 
 #: Buffers grow in multiples of this many positions.
@@ -78,3 +78,15 @@ def grow_in_place(cache: Any) -> Any:
     elif getattr(cache, "layer_class_to_replicate", None) is DynamicLayer:
         cache.layer_class_to_replicate = GrowingLayer
     return cache
+
+
+def new_cache(model: nn.Module) -> Any:
+    """An empty dynamic KV cache for this model whose full-attention layers append in place (`GrowingLayer`)."""
+    from transformers import DynamicCache
+
+    config = getattr(getattr(model, "backbone", model), "config", None)
+    try:
+        cache = DynamicCache(config=config)
+    except TypeError:
+        cache = DynamicCache()
+    return grow_in_place(cache)

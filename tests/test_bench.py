@@ -76,7 +76,7 @@ def test_a_follow_up_turn_rewinds_to_the_same_conversation_every_time() -> None:
     import torch
 
     from deltamem.benchmarks.common import FollowUpTurn, Settings, build_model, timed_turn, token_ids
-    from deltamem.compat import new_cache
+    from deltamem.kv_cache import new_cache
 
     settings = Settings(shape="tiny", device=torch.device("cpu"), dtype=torch.float32, attn="sdpa", repeats=1,
                         warmup=0)

@@ -6,8 +6,8 @@ import pytest
 import torch
 from transformers import DynamicCache
 
-from deltamem.compat import cache_argument, crop_cache, new_cache, output_cache
-from deltamem.kv_cache import STEP, GrowingLayer
+from deltamem.compat import cache_argument, crop_cache, output_cache
+from deltamem.kv_cache import STEP, GrowingLayer, new_cache
 from deltamem.testing import random_backbone
 
 

@@ -7,7 +7,8 @@ import torch
 from transformers import DynamicCache
 
 from deltamem import DeltaMemError, NotMergeableError
-from deltamem.compat import cache_argument, crop_cache, new_cache, output_cache
+from deltamem.compat import cache_argument, crop_cache, output_cache
+from deltamem.kv_cache import new_cache
 from deltamem.masks import token_validity
 from deltamem.testing import random_backbone
 

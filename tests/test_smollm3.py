@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from deltamem import DeltaMemConfig, DeltaMemModel
-from deltamem.compat import cache_argument, new_cache, output_cache
+from deltamem.compat import cache_argument, output_cache
+from deltamem.kv_cache import new_cache
 from deltamem.testing import randomize_adapter
 
 transformers = pytest.importorskip("transformers")

@@ -18,8 +18,9 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from deltamem.compat import cache_argument, crop_cache, new_cache, output_cache
+from deltamem.compat import cache_argument, crop_cache, output_cache
 from deltamem.config import DeltaMemConfig
+from deltamem.kv_cache import new_cache
 from deltamem.model import DeltaMemModel
 from deltamem.shapes import SHAPES
 from deltamem.testing import random_backbone, randomize_adapter

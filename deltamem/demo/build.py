@@ -76,8 +76,8 @@ def build(out: Path, backbone_settings: BackboneSettings, adapter_steps: int, se
                 for lane in ("frozen", "delta") for window in (DEMO_WINDOW, None)}
     record = {
         "backbone": asdict(backbone_settings),
-        "adapter": {"steps": adapter_steps, "batch": adapter_batch, "stages": [{"name": st.name, "windows": list(st.windows), "share": st.share}
-                                                       for st in STAGES]},
+        "adapter": {"steps": adapter_steps, "batch": adapter_batch,
+                    "stages": [{"name": st.name, "windows": list(st.windows), "share": st.share} for st in STAGES]},
         "seconds": {"backbone": round(backbone_s, 1), "total": round(total_s, 1)},
         "threads": torch.get_num_threads(), "torch": torch.__version__,
         "held_out": {"seeds": [EVAL_SEED, EVAL_SEED + eval_count - 1], "window": DEMO_WINDOW,

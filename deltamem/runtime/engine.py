@@ -24,8 +24,9 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from deltamem.compat import cache_argument, new_cache, output_cache
+from deltamem.compat import cache_argument, output_cache
 from deltamem.context import ContextPolicy, WriteBudget
+from deltamem.kv_cache import new_cache
 from deltamem.model import DeltaMemModel
 from deltamem.rendering import ChatRenderer, common_prefix
 from deltamem.runtime.contract import (
