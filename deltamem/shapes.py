@@ -34,18 +34,19 @@ SHAPES: dict[str, BackboneShape] = {
 
 
 def qwen3_config(shape: BackboneShape | str, attn: str = "sdpa", **overrides: object):
-    """A `Qwen3Config` of that shape (full attention everywhere, as in the released models)."""
+    """A `Qwen3Config` of that shape (full attention everywhere, as in the released models); `overrides` replace
+    any setting."""
     from transformers import Qwen3Config
 
     if isinstance(shape, str):
         shape = SHAPES[shape]
-    config = Qwen3Config(
+    settings = dict(
         vocab_size=shape.vocab, hidden_size=shape.hidden, intermediate_size=shape.ffn,
         num_hidden_layers=shape.layers, num_attention_heads=shape.heads, num_key_value_heads=shape.kv_heads,
         head_dim=shape.head_dim, max_position_embeddings=40960, rope_theta=1_000_000.0, rms_norm_eps=1e-6,
         tie_word_embeddings=shape.tie_embeddings, bos_token_id=None, eos_token_id=None, pad_token_id=None,
-        **overrides,
     )
+    config = Qwen3Config(**(settings | overrides))
     config._attn_implementation = attn
     return config
 

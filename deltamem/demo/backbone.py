@@ -21,6 +21,7 @@ from torch import Tensor
 
 from deltamem.demo import DEMO_WINDOW
 from deltamem.demo.data import TRAIN_SEEDS, Conversation, Shape, conversation, demo_shape
+from deltamem.shapes import BackboneShape, qwen3_config
 from deltamem.train.batch import Renderer
 from deltamem.train.trainer import training_progress
 
@@ -61,17 +62,12 @@ LONG = replace(demo_shape(DEMO_WINDOW), extra_gap=(0, 4))
 
 
 def make_config(tokenizer, settings: BackboneSettings):
-    """A Qwen3 config of the demo shape for this tokenizer (tied embeddings, eager-free: SDPA by default)."""
-    from transformers import Qwen3Config
-
-    return Qwen3Config(
-        vocab_size=len(tokenizer), hidden_size=settings.hidden, intermediate_size=settings.ffn,
-        num_hidden_layers=settings.layers, num_attention_heads=settings.heads,
-        num_key_value_heads=settings.kv_heads, head_dim=settings.head_dim, max_position_embeddings=4096,
-        rope_parameters={"rope_type": "default", "rope_theta": settings.rope_theta}, rms_norm_eps=1e-6,
-        tie_word_embeddings=True, bos_token_id=None, eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-    )
+    """A Qwen3 config of the demo shape for this tokenizer (tied embeddings, SDPA, 4,096 positions)."""
+    shape = BackboneShape(layers=settings.layers, hidden=settings.hidden, heads=settings.heads,
+                          kv_heads=settings.kv_heads, head_dim=settings.head_dim, ffn=settings.ffn,
+                          vocab=len(tokenizer), tie_embeddings=True)
+    return qwen3_config(shape, max_position_embeddings=4096, rope_theta=settings.rope_theta,
+                        eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
 
 
 def lm_sequence(renderer: Renderer, chat: Conversation, settings: BackboneSettings) -> tuple[list[int], list[float]]:
@@ -134,7 +130,6 @@ def train_backbone(tokenizer, settings: BackboneSettings, *, console: Console | 
 
     torch.manual_seed(settings.seed)
     config = make_config(tokenizer, settings)
-    config._attn_implementation = "sdpa"
     model = Qwen3ForCausalLM(config).train()
     renderer = Renderer(tokenizer)
     decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
