@@ -426,6 +426,9 @@ class DeltaMemModel(nn.Module):
             batch = state.shape[0]
             new.append(state.detach().to(device=attn.q_proj.weight.device, dtype=self.state_dtype).clone())
         self._states = new
+        # The last forward's β and ‖Δo‖ belonged to the rows the state replaces.
+        self._beta_mean = [None] * len(self._beta_mean)
+        self._delta_o_ratio = [None] * len(self._delta_o_ratio)
 
     @property
     def tokens_written(self) -> list[int]:

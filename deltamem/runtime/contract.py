@@ -49,6 +49,8 @@ class TurnStats:
     cancelled: bool = False
     rebuilt: bool = False            # the window moved or the cache was gone: the prompt was re-read from its start
     reread: int = 0                  # tokens read again with writes off (the template or the window changed them)
+    long_read: int = 0               # of a message longer than the window: tokens read into memory in chunks
+    long_total: int = 0              # and its length (long_read < long_total: the read was cancelled)
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -61,6 +63,15 @@ class TokenEvent:
     lane: str
     text: str
     token_id: int
+
+
+@dataclass
+class ReadProgress:
+    """A lane is reading a long message into memory: `done` of `total` tokens so far."""
+
+    lane: str
+    done: int
+    total: int
 
 
 @dataclass
@@ -82,7 +93,7 @@ class TurnDone:
     diagnostics: dict[str, dict[str, float]] = field(default_factory=dict)
 
 
-Event = TokenEvent | LaneDone | TurnDone
+Event = TokenEvent | ReadProgress | LaneDone | TurnDone
 
 
 @dataclass(frozen=True)
@@ -147,6 +158,10 @@ class Engine(Protocol):
         """Read (and write into memory) the messages not read yet, without generating."""
         ...
 
+    def read(self, lanes: Sequence[str] | None = None, cancel: threading.Event | None = None) -> Iterator[Event]:
+        """`ingest`, streaming `ReadProgress` while a long message is read into memory; ends with `TurnDone`."""
+        ...
+
     def checkpoint(self) -> object:
         """An opaque point to `rollback` to (one open at a time)."""
         ...
@@ -171,4 +186,4 @@ class Engine(Protocol):
 
 
 __all__ = ["DELTA", "FROZEN", "LANE_NAMES", "LANE_TITLES", "Engine", "Event", "GenerationSettings", "LaneDone",
-           "LaneView", "SessionIdentity", "TokenEvent", "TurnDone", "TurnStats"]
+           "LaneView", "ReadProgress", "SessionIdentity", "TokenEvent", "TurnDone", "TurnStats"]

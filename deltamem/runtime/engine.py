@@ -36,12 +36,14 @@ from deltamem.runtime.contract import (
     GenerationSettings,
     LaneDone,
     LaneView,
+    ReadProgress,
     SessionIdentity,
     TokenEvent,
     TurnDone,
     TurnStats,
 )
 from deltamem.runtime.lanes import Lane, LaneGroup, LaneSnapshot
+from deltamem.runtime.long_inputs import LongRead, PromptTooLong, check_fits, cut_message, read_into_memory
 
 
 @dataclass(frozen=True)
@@ -71,6 +73,7 @@ class _Reply:
     stats: TurnStats
     tokens: list[int] = field(default_factory=list)
     fed: int = 0                     # generated tokens already in the cache (the last one may not be)
+    long_written: int = 0            # tokens of a long message written into memory in chunks before the prompt
     text: str = ""
     finished: bool = False
     first: float | None = None
@@ -95,6 +98,8 @@ class ABEngine:
         self._eos = _eos_ids(model, tokenizer)
         self._pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else min(self._eos)
         self.renderer = ChatRenderer(tokenizer)
+        self._cuts: dict[tuple[str, str, int], dict[str, str]] = {}
+        self._positions = getattr(model.backbone.config, "max_position_embeddings", None) or 2**31
         self.turn_index = 0
         self.reset()
 
@@ -147,7 +152,12 @@ class ABEngine:
         """Send `user_text` to the lanes and stream their replies as events; ends with `TurnDone`."""
         names = list(lanes or self.lanes)
         self.add_message("user", user_text, names)
-        yield from self.respond(settings, lanes=names, cancel=cancel)
+        try:
+            yield from self.respond(settings, lanes=names, cancel=cancel)
+        except PromptTooLong:
+            for name in names:       # refused before any forward: the message never happened
+                self.lanes[name].messages.pop()
+            raise
 
     def respond(self, settings: GenerationSettings | None = None, *, lanes: Sequence[str] | None = None,
                 cancel: threading.Event | None = None) -> Iterator[Event]:
@@ -156,8 +166,13 @@ class ABEngine:
 
     def ingest(self, lanes: Sequence[str] | None = None) -> TurnDone:
         """Read (and write into memory) the messages no forward has read yet, without generating."""
-        events = list(self._run(GenerationSettings(), lanes, None, generate=False))
-        return events[-1]
+        *_, done = self.read(lanes)
+        return done
+
+    def read(self, lanes: Sequence[str] | None = None, cancel: threading.Event | None = None) -> Iterator[Event]:
+        """`ingest`, streaming `ReadProgress` while a message longer than the window is read into memory (a cancel
+        stops it between chunks); ends with `TurnDone`."""
+        yield from self._run(GenerationSettings(max_new_tokens=0), lanes, cancel, generate=False)
 
     def _run(self, settings: GenerationSettings, lanes: Sequence[str] | None, cancel: threading.Event | None,
              generate: bool) -> Iterator[Event]:
@@ -202,6 +217,66 @@ class ABEngine:
         return [self.policy.select([length(m) for m in lane.messages], [m["role"] for m in lane.messages])
                 for lane in lanes]
 
+    def _allowance(self, lane: Lane) -> int | None:
+        """The most tokens a window gives one message: the window less the leading system messages (None: full)."""
+        if self.policy.tokens is None:
+            return None
+        head = 0
+        for message in lane.messages:
+            if message["role"] != "system":
+                break
+            head += self.renderer.length(message)
+        return self.policy.tokens - head
+
+    def _view(self, lane: Lane, indices: list[int]) -> list[dict[str, str]]:
+        """The lane's messages at `indices` as the prompt shows them: one longer than the window gives it is cut to
+        its tail (after `CUT_MARKER`), the same way for every lane."""
+        allowed = self._allowance(lane)
+        shown = []
+        for i in indices:
+            message = lane.messages[i]
+            if allowed is not None and message["role"] != "system" and self.renderer.length(message) > allowed:
+                key = (message["role"], message["content"], allowed)
+                if key not in self._cuts:
+                    self._cuts[key] = cut_message(self.renderer, message, allowed)
+                message = self._cuts[key]
+            shown.append(message)
+        return shown
+
+    def _long_unread(self, lane: Lane) -> list[int] | None:
+        """The tokens of the lane's first unread message when the window cannot hold it (it is read in chunks)."""
+        allowed = self._allowance(lane)
+        if allowed is None or lane.read_upto >= len(lane.messages):
+            return None
+        message = lane.messages[lane.read_upto]
+        if message["role"] == "system" or self.renderer.length(message) <= allowed:
+            return None
+        return self.renderer.ids([message])
+
+    def _read_long(self, lanes: Sequence[Lane], replies: list[_Reply], cancel: threading.Event | None
+                   ) -> Iterator[ReadProgress]:
+        """Read each memory lane's unread long message into its memory, chunk by chunk (the frozen lane has nothing
+        to write); the message then counts as read, whatever a cancel left unread of it."""
+        for lane, reply in zip(lanes, replies):
+            ids = self._long_unread(lane)
+            if ids is None:
+                continue
+            if lane.memory:
+                result = None
+                span = min(self._allowance(lane), self._positions)
+                for item in read_into_memory(self.model, ids, span, state=lane.state, written=lane.written_total,
+                                             allows_writes=self.budget.allows_writes, cancel=cancel, lane=lane.name):
+                    if isinstance(item, LongRead):
+                        result = item
+                    else:
+                        yield item
+                lane.state = self.model.get_state()
+                written = self.model.tokens_written[0] - lane.written_total
+                lane.written_total += written
+                reply.long_written = written
+                reply.stats.long_read, reply.stats.long_total = result.done, result.total
+            lane.read_upto += 1
+
     def _plan(self, lane: Lane, indices: list[int], generate: bool, cached: bool) -> _Plan:
         """The lane's prompt, and how much of it the cache holds, must be re-read, or is new.
 
@@ -209,7 +284,7 @@ class ABEngine:
         the longest common prefix of the two (never past the messages read before), the rest of those messages'
         tokens is re-read with writes off (they were written when first read) and what was never read is written.
         """
-        messages = [lane.messages[i] for i in indices]
+        messages = self._view(lane, indices)
         ids = self.renderer.ids(messages, generate)
         processed = lane.processed if cached else []
         keep = common_prefix(processed, ids)
@@ -229,8 +304,16 @@ class ABEngine:
                    start: float, generate: bool) -> Iterator[Event]:
         lanes = group.lanes
         windows = self._window(lanes)
+        longest = max(len(self.renderer.ids(self._view(lane, w), generate)) for lane, w in zip(lanes, windows))
+        check_fits(self.model, longest, settings.max_new_tokens if generate else 0, len(lanes))
+        replies = [_Reply(TurnStats()) for _ in lanes]
+        yield from self._read_long(lanes, replies, cancel)
+        stopped = cancel is not None and cancel.is_set() and any(
+            r.stats.long_read < r.stats.long_total for r in replies)
         plans = [self._plan(lane, w, generate, group.cache is not None) for lane, w in zip(lanes, windows)]
-        replies = [_Reply(TurnStats(rebuilt=plan.rebuilt)) for plan in plans]
+        for reply, plan in zip(replies, plans):
+            reply.stats.rebuilt = plan.rebuilt
+        generate = generate and not stopped
         self._load_lanes(lanes)
         try:
             kept = self._crop(group, [plan.keep for plan in plans])
@@ -245,6 +328,8 @@ class ABEngine:
         finally:
             # Runs on success, on cancel and when the consumer stops listening: the lanes always end consistent.
             self._finish(lanes, replies, start, cancelled=cancel is not None and cancel.is_set(), generated=generate)
+        for reply in replies:
+            reply.stats.written += reply.long_written
         for lane, reply in zip(lanes, replies):
             yield LaneDone(lane.name, reply.text, reply.stats)
 
@@ -283,7 +368,7 @@ class ABEngine:
         parts = []
         for lane, window, reply in zip(group.lanes, windows, replies):
             reply.text = self.tokenizer.decode(reply.tokens, skip_special_tokens=True)
-            messages = [lane.messages[i] for i in window] + [{"role": "assistant", "content": reply.text}]
+            messages = self._view(lane, window) + [{"role": "assistant", "content": reply.text}]
             parts.append(reply.tokens[reply.fed:] + self.renderer.closing(messages))
         self._feed(group, parts, write=True)
 

@@ -85,18 +85,18 @@ def check_fits(folder: Path, choice: RuntimeChoice) -> None:
         raise LoadError(f"{config_file}: expected a JSON object")
     stored = {"bfloat16": 2, "float16": 2, "float32": 4}.get(str(config.get("torch_dtype") or config.get("dtype")), 2)
     needed = size * torch.tensor([], dtype=choice.dtype).element_size() / stored
-    if choice.device.startswith("cuda"):
-        free, _ = torch.cuda.mem_get_info(torch.device(choice.device))
-        where = "free GPU memory"
-    else:
-        free, where = _free_ram(), "free RAM"
+    free = free_memory(torch.device(choice.device))
+    where = "free GPU memory" if choice.device.startswith("cuda") else "free RAM"
     if free is not None and needed > free:
         raise LoadError(f"the model needs about {needed / 2**30:.1f} GiB but only {free / 2**30:.1f} GiB of {where} "
                         "is available: use a smaller model, --dtype bfloat16, or another device")
 
 
-def _free_ram() -> int | None:
-    """Free physical memory in bytes where the system says (glibc's sysconf); None where it does not (macOS)."""
+def free_memory(device: torch.device) -> int | None:
+    """Free memory in bytes on a device: the GPU's, or physical RAM where the system says (glibc's sysconf); None
+    where it cannot be known (macOS)."""
+    if device.type == "cuda":
+        return torch.cuda.mem_get_info(device)[0]
     try:
         return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
     except (ValueError, OSError, AttributeError):
