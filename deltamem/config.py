@@ -61,6 +61,38 @@ class ConfigError(ValueError):
     """A `delta_mem_config.json` that we cannot honour; the message names the key."""
 
 
+def _type_problem(kind: str, key: str, value: Any) -> str | None:
+    """What is wrong with the JSON type of `value` for a field annotated `kind`, or None when it fits."""
+    def is_int(v: Any) -> bool:
+        return isinstance(v, int) and not isinstance(v, bool)
+
+    if kind == "bool":
+        return None if isinstance(value, bool) else "must be true or false"
+    if kind == "int":
+        return None if is_int(value) else "must be an integer"
+    if kind == "float":
+        number = is_int(value) or isinstance(value, float)
+        return None if number and math.isfinite(value) else "must be a finite number"
+    if kind == "str":
+        return None if isinstance(value, str) else "must be a string"
+    if key == "delta_heads":
+        fits = value is None or isinstance(value, str) or (
+            isinstance(value, list) and all(isinstance(v, str) for v in value))
+        return None if fits else 'must be a list of branch names or a string such as "q,o"'
+    if kind == "tuple[int, ...]":
+        return None if isinstance(value, list) and all(map(is_int, value)) else "must be a list of integers"
+    if kind == "tuple[str, ...]":
+        fits = isinstance(value, list) and all(isinstance(v, str) for v in value)
+        return None if fits else "must be a list of strings"
+    return None
+
+
+def _shown(value: Any) -> str:
+    """A JSON value as a message quotes it, cut short when long."""
+    text = json.dumps(value, ensure_ascii=False, default=str)
+    return text if len(text) <= 60 else text[:59] + "…"
+
+
 def normalize_branches(value: Any) -> tuple[str, ...]:
     """Turn the official spellings of `delta_heads` ("q,o", ["Q", "o"], "none") into an ordered tuple."""
     if value is None:
@@ -226,10 +258,14 @@ class DeltaMemConfig:
         """Build from the official dict; unknown keys are errors, missing keys take the official defaults."""
         if not isinstance(data, dict):
             raise ConfigError(f"{source}: expected a JSON object, got {type(data).__name__}")
-        known = {f.name for f in fields(cls)}
+        kinds = {f.name: str(f.type) for f in fields(cls)}
         for key in data:
-            if key not in known:
+            if key not in kinds:
                 raise ConfigError(f"{source}: unknown key {key!r} (not one of the 49 official δ-mem config keys)")
+        for key, value in data.items():
+            problem = _type_problem(kinds[key], key, value)
+            if problem:
+                raise ConfigError(f"{source}: {key}: {problem} (got {_shown(value)})")
         try:
             config = cls(**data)
         except ConfigError as exc:
