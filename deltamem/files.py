@@ -67,19 +67,20 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def remove_leftovers(path: str | Path) -> list[Path]:
-    """Remove the temporary files of `path` that a killed process left behind; returns those removed."""
-    path = Path(path)
+def remove_leftovers(folder: str | Path, names: Callable[[str], bool]) -> list[Path]:
+    """Remove the temporary files in `folder`, of the files whose names `names` accepts, that a killed process left
+    behind (its process id is in the name, and that process is gone); returns those removed."""
+    folder = Path(folder)
     removed = []
     try:
-        names = os.listdir(path.parent)
+        entries = os.listdir(folder)
     except OSError:
         return removed
-    for name in names:
-        match = _TEMPORARY.fullmatch(name)
-        if not match or match["name"] != path.name:
+    for entry in entries:
+        match = _TEMPORARY.fullmatch(entry)
+        if not match or not names(match["name"]):
             continue
-        leftover = path.parent / name
+        leftover = folder / entry
         try:
             if match["pid"] is not None:
                 if _alive(int(match["pid"])):
@@ -137,7 +138,7 @@ def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
         target.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise SaveError(f"could not write {path}: {exc.strerror or exc}") from exc
-    remove_leftovers(target)
+    remove_leftovers(target.parent, lambda name: name == target.name)
     tmp = _temporary(target)
     try:
         # Created like a plain open() (0o666 less the umask), not private as tempfile's files are.
