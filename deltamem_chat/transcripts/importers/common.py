@@ -60,8 +60,16 @@ def parse_records(where: Path, text: str) -> list[object]:
             raise ImportFormatError(where, f"invalid JSON: {error.msg} (column {error.colno})", error.lineno) from None
         return _parse_json_lines(where, text)
     except JSONLimitError as error:
-        raise _limit(where, error) from None
-    return value if isinstance(value, list) else [value]
+        limit = _limit(where, error)
+    else:
+        return value if isinstance(value, list) else [value]
+    # JSONL reports the line it is on; a document of one JSON value over many lines reports the file.
+    try:
+        _parse_json_lines(where, text)
+    except ImportFormatError as by_line:
+        if by_line.message.startswith("holds") or " holds " in by_line.message:
+            raise by_line from None
+    raise limit from None
 
 
 def _parse_json_lines(where: Path, text: str) -> list[object]:
@@ -202,7 +210,8 @@ def chosen(path: Path, names: Sequence[str], wanted: str | int | None, noun: str
         return [names.index(str(wanted))]
     if not _INDEX.fullmatch(str(wanted)):
         listing = ", ".join(names[:5]) + (", …" if len(names) > 5 else "")
-        raise ImportFormatError(path, f"no {noun} has {key} {str(wanted)!r} (the file has: {listing})")
+        shown = repr(str(wanted)) if len(str(wanted)) <= 40 else repr(str(wanted)[:39]) + "…"
+        raise ImportFormatError(path, f"no {noun} has {key} {shown} (the file has: {listing})")
     index = int(wanted)
     if index >= len(names):
         count = len(names)
