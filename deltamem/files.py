@@ -173,6 +173,7 @@ def atomic_write_text(path: str | Path, text: str) -> Path:
 
 
 # ----------------------------------------------------------------------------------------------- reading
+_PLAIN_KEY = re.compile(r"[A-Za-z0-9_\-]{1,40}")
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
@@ -195,7 +196,13 @@ def _path(parent: tuple | None, key: str | int | None = None) -> str:
         steps.append(step)
     text = ""
     for step in reversed(steps):
-        text += f"[{step}]" if isinstance(step, int) else f".{step}" if text else str(step)
+        if isinstance(step, int):
+            text += f"[{step}]"
+        elif _PLAIN_KEY.fullmatch(step):
+            text += f".{step}" if text else step
+        else:                                # a key with spaces, quotes or line breaks: shown quoted, cut short
+            quoted = json.dumps(step)
+            text += f"[{quoted if len(quoted) <= 40 else quoted[:39] + '…'}]"
     return text
 
 

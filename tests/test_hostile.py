@@ -146,7 +146,7 @@ def _never_crashes(read: Callable[[], object], errors: tuple[type[Exception], ..
         assert "\n" not in str(error), str(error)
 
 
-@examples(150)
+@examples(100)
 @given(data=st.binary(max_size=300))
 def test_the_transcript_reader_takes_any_bytes(tmp_path: Path, data: bytes) -> None:
     path = tmp_path / "fuzz.jsonl"
@@ -154,7 +154,7 @@ def test_the_transcript_reader_takes_any_bytes(tmp_path: Path, data: bytes) -> N
     _never_crashes(lambda: load_transcript(path), (TranscriptError,))
 
 
-@examples(400)
+@examples(200)
 @given(data=transcript_lines())
 def test_the_transcript_reader_takes_any_json_in_any_field(tmp_path: Path, data: bytes) -> None:
     path = tmp_path / "fuzz.jsonl"
@@ -248,7 +248,7 @@ def test_each_importer_takes_any_json_in_any_field(fmt: str, tmp_path: Path) -> 
     original = _fixture(fixture)
     lines = fixture.endswith(".jsonl")
 
-    @examples(120)
+    @examples(60)
     @given(document=mutated(original))
     def run(document: object) -> None:
         path = tmp_path / ("in.jsonl" if lines else "in.json")
@@ -265,7 +265,7 @@ def test_each_importer_takes_any_json_in_any_field(fmt: str, tmp_path: Path) -> 
 def test_each_importer_takes_any_bytes(fmt: str, tmp_path: Path) -> None:
     read = FORMATS[fmt][0]
 
-    @examples(40)
+    @examples(30)
     @given(data=st.binary(max_size=200))
     def run(data: bytes) -> None:
         path = tmp_path / "in.json"
@@ -280,7 +280,7 @@ MAB_ROW = {"context": "I keep bees on the roof. The hives face south.", "questio
                                                       "question_ids": ["q1"]}}
 
 
-@examples(150)
+@examples(80)
 @given(row=mutated(MAB_ROW))
 def test_the_memoryagentbench_importer_takes_any_value_in_any_field(tmp_path: Path, row: object) -> None:
     # A parquet file gives each row as a dict of plain values; the row is where a wrong value can be.

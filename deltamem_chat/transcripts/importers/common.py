@@ -181,6 +181,8 @@ def name_text(where: Path, value: object, what: str) -> str:
     text = str(value)
     if not text.strip():
         raise ImportFormatError(where, f"{what} is empty")
+    if not text.isprintable():
+        raise ImportFormatError(where, f"{what} should be a name without line breaks or control characters")
     return text
 
 
