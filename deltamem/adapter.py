@@ -176,7 +176,7 @@ def load_weights(model: DeltaMemModel, tensors: dict[str, Tensor], source: str) 
 
 @dataclass(frozen=True)
 class BaselessCheck:
-    """What `inspect_adapter` found without a base: the base the tensors describe, and what only a base can check."""
+    """What `check_without_base` found: the base the tensors describe, and what only a base can check."""
 
     made_for: str
     layers: int

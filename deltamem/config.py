@@ -24,6 +24,10 @@ OUTPUT_INITS = ("zero", "random", "base_slice", "base_slice_fixed")
 DELTA_SCALE_GRANULARITIES = ("layer", "head")
 BRANCHES = ("q", "k", "v", "o")
 
+#: Far beyond any released adapter: a larger rank or state width is a damaged file, not an adapter to allocate.
+MAX_RANK = 1024
+MAX_READ_DIM = 16384
+
 #: The settings the released adapters were trained with; anything else will not reproduce the paper.
 TRAINED_RANK = 8
 TRAINED_ALPHA = 16.0
@@ -179,9 +183,12 @@ class DeltaMemConfig:
                 raise ConfigError(f"{key}: {what} (got {getattr(self, key)!r})")
 
         need(isinstance(self.rank, int) and self.rank >= 1, "rank", "must be a positive integer")
+        need(self.rank <= MAX_RANK, "rank", f"must be at most {MAX_RANK} (released adapters use 8)")
         need(math.isfinite(self.alpha) and self.alpha > 0, "alpha", "must be a positive number")
         need(isinstance(self.num_state_heads, int) and self.num_state_heads >= 1, "num_state_heads",
              "must be a positive integer")
+        need(self.rank * self.num_state_heads <= MAX_READ_DIM, "num_state_heads",
+             f"times rank must be at most {MAX_READ_DIM} (released adapters use 1 to 4 heads of rank 8)")
         need(self.state_update_mode in STATE_UPDATE_MODES, "state_update_mode",
              f"must be one of {', '.join(STATE_UPDATE_MODES)}")
         need(self.memory_write_granularity in WRITE_GRANULARITIES, "memory_write_granularity",
