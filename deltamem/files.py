@@ -56,8 +56,9 @@ _TEMPORARY = re.compile(r"\.(?P<name>.+)\.(?:(?P<pid>[0-9]{1,10})-)?[0-9a-f]{8}\
 
 
 def _alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return True                  # one of ours, possibly being written by another thread right now
+    if pid == os.getpid() or os.name == "nt":
+        return True                  # one of ours, possibly being written by another thread right now (on Windows,
+                                     # os.kill(pid, 0) would send Ctrl-C, so nothing is taken for dead there)
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
