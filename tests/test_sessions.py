@@ -291,21 +291,25 @@ def test_a_failed_save_keeps_the_previous_save_and_leaves_nothing_behind(engines
     assert not (tmp_path / "new").exists()
 
 
-def _overwrite_forever(engines: list, folder: Path) -> None:
-    """The child: save each engine's session in turn over the same folder, until killed."""
+def _overwrite_forever(engines: list, folder: Path, ready: int) -> None:
+    """The child: save each engine's session in turn over the same folder, until killed; say when the first is done."""
     try:
         while True:
             for engine in engines:
-                save_session(engine, folder, IDENTITY, extra={"which": engine.lanes["delta"].messages[1]["content"]})
+                save_session(engine, folder, IDENTITY, extra={"which": engine.lanes["delta"].messages[0]["content"]})
+                if ready >= 0:
+                    os.write(ready, b"x")
+                    os.close(ready)
+                    ready = -1
     finally:
         os._exit(1)
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
 def test_a_save_killed_at_random_moments_always_leaves_one_whole_save(engines, tmp_path: Path) -> None:
-    expected = {e.lanes["delta"].messages[1]["content"]: e for e in engines}
+    expected = {e.lanes["delta"].messages[0]["content"]: e for e in engines}
     folder = tmp_path / "session"
-    save_session(engines[0], folder, IDENTITY, extra={"which": engines[0].lanes["delta"].messages[1]["content"]})
+    save_session(engines[0], folder, IDENTITY, extra={"which": engines[0].lanes["delta"].messages[0]["content"]})
     start = time.perf_counter()
     for _ in range(3):                           # how long one save takes here, to spread the kills over saves
         save_session(engines[1], tmp_path / "timing", IDENTITY)
@@ -314,10 +318,17 @@ def test_a_save_killed_at_random_moments_always_leaves_one_whole_save(engines, t
     loaded = set()
     engine = make_engine()
     for _ in range(KILLS):
+        read, write = os.pipe()
+        forked = time.perf_counter()
         pid = os.fork()
         if pid == 0:
-            _overwrite_forever(engines, folder)
-        time.sleep(rng.uniform(0, 6 * one_save))
+            os.close(read)
+            _overwrite_forever(engines, folder, write)
+        os.close(write)
+        os.read(read, 1)                         # the child is past its first save, into the overwriting
+        os.close(read)
+        child_save = max(one_save, time.perf_counter() - forked)     # a forked child may save slower
+        time.sleep(rng.uniform(0, 4 * child_save))
         os.kill(pid, signal.SIGKILL)
         os.waitpid(pid, 0)
         extra = load_session(engine, folder, IDENTITY)
