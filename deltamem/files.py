@@ -99,7 +99,7 @@ def writable_target(path: str | Path) -> Path:
     """The file a write of `path` replaces (a symbolic link's target), or SaveError when it is no regular file."""
     path = Path(path)
     if path.is_symlink():
-        path = path.resolve()
+        path = Path(os.path.realpath(path))
     try:
         mode = path.stat().st_mode
     except FileNotFoundError:
