@@ -462,3 +462,12 @@ def test_a_float16_adapter_on_a_float32_model_says_it_is_converted(adapter_dir: 
         attach_adapter(random_backbone("tiny", attn="eager"), folder)
     result = CliRunner().invoke(app, ["inspect", str(folder)], terminal_width=400)
     assert result.exit_code == 0 and "the weights are float16; loading converts them" in result.output
+
+
+def test_score_never_writes_over_its_predictions(tmp_path: Path) -> None:
+    predictions = tmp_path / "predictions.jsonl"
+    predictions.write_text(json.dumps({"question": "Which city?", "answer": "Paris", "prediction": "Paris"}) + "\n")
+    before = predictions.read_bytes()
+    result = CliRunner().invoke(app, ["score", str(predictions), "--out", str(predictions), "--force"])
+    assert result.exit_code != 0 and "is the predictions file itself" in result.output
+    assert predictions.read_bytes() == before
