@@ -24,6 +24,10 @@ OUTPUT_INITS = ("zero", "random", "base_slice", "base_slice_fixed")
 DELTA_SCALE_GRANULARITIES = ("layer", "head")
 BRANCHES = ("q", "k", "v", "o")
 
+#: Far beyond any released adapter: a larger rank or state width is a damaged file, not an adapter to allocate.
+MAX_RANK = 1024
+MAX_READ_DIM = 16384
+
 #: The settings the released adapters were trained with; anything else will not reproduce the paper.
 TRAINED_RANK = 8
 TRAINED_ALPHA = 16.0
@@ -59,6 +63,38 @@ RELEASED_SETTINGS: dict[str, Any] = {"output_init": "base_slice_fixed", "delta_h
 
 class ConfigError(ValueError):
     """A `delta_mem_config.json` that we cannot honour; the message names the key."""
+
+
+def _type_problem(kind: str, key: str, value: Any) -> str | None:
+    """What is wrong with the JSON type of `value` for a field annotated `kind`, or None when it fits."""
+    def is_int(v: Any) -> bool:
+        return isinstance(v, int) and not isinstance(v, bool)
+
+    if kind == "bool":
+        return None if isinstance(value, bool) else "must be true or false"
+    if kind == "int":
+        return None if is_int(value) else "must be an integer"
+    if kind == "float":
+        number = is_int(value) or isinstance(value, float)
+        return None if number and math.isfinite(value) else "must be a finite number"
+    if kind == "str":
+        return None if isinstance(value, str) else "must be a string"
+    if key == "delta_heads":
+        fits = value is None or isinstance(value, str) or (
+            isinstance(value, list) and all(isinstance(v, str) for v in value))
+        return None if fits else 'must be a list of branch names or a string such as "q,o"'
+    if kind == "tuple[int, ...]":
+        return None if isinstance(value, list) and all(map(is_int, value)) else "must be a list of integers"
+    if kind == "tuple[str, ...]":
+        fits = isinstance(value, list) and all(isinstance(v, str) for v in value)
+        return None if fits else "must be a list of strings"
+    return None
+
+
+def _shown(value: Any) -> str:
+    """A JSON value as a message quotes it, cut short when long."""
+    text = json.dumps(value, ensure_ascii=False, default=str)
+    return text if len(text) <= 60 else text[:59] + "…"
 
 
 def normalize_branches(value: Any) -> tuple[str, ...]:
@@ -147,9 +183,12 @@ class DeltaMemConfig:
                 raise ConfigError(f"{key}: {what} (got {getattr(self, key)!r})")
 
         need(isinstance(self.rank, int) and self.rank >= 1, "rank", "must be a positive integer")
+        need(self.rank <= MAX_RANK, "rank", f"must be at most {MAX_RANK} (released adapters use 8)")
         need(math.isfinite(self.alpha) and self.alpha > 0, "alpha", "must be a positive number")
         need(isinstance(self.num_state_heads, int) and self.num_state_heads >= 1, "num_state_heads",
              "must be a positive integer")
+        need(self.rank * self.num_state_heads <= MAX_READ_DIM, "num_state_heads",
+             f"times rank must be at most {MAX_READ_DIM} (released adapters use 1 to 4 heads of rank 8)")
         need(self.state_update_mode in STATE_UPDATE_MODES, "state_update_mode",
              f"must be one of {', '.join(STATE_UPDATE_MODES)}")
         need(self.memory_write_granularity in WRITE_GRANULARITIES, "memory_write_granularity",
@@ -226,10 +265,14 @@ class DeltaMemConfig:
         """Build from the official dict; unknown keys are errors, missing keys take the official defaults."""
         if not isinstance(data, dict):
             raise ConfigError(f"{source}: expected a JSON object, got {type(data).__name__}")
-        known = {f.name for f in fields(cls)}
+        kinds = {f.name: str(f.type) for f in fields(cls)}
         for key in data:
-            if key not in known:
+            if key not in kinds:
                 raise ConfigError(f"{source}: unknown key {key!r} (not one of the 49 official δ-mem config keys)")
+        for key, value in data.items():
+            problem = _type_problem(kinds[key], key, value)
+            if problem:
+                raise ConfigError(f"{source}: {key}: {problem} (got {_shown(value)})")
         try:
             config = cls(**data)
         except ConfigError as exc:

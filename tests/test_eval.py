@@ -107,3 +107,37 @@ def test_a_folder_of_another_run_and_bad_options_are_refused(whole: Path, tmp_pa
     missing = _eval(tmp_path / "z", paths=[str(tmp_path / "nothing-here")])
     assert missing.exit_code != 0 and "no such file or folder" in missing.output
     assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()
+
+
+def test_a_summary_that_cannot_be_written_is_printed_and_saved_elsewhere(
+        whole: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import shutil
+    import tempfile
+
+    out = tmp_path / "done"
+    shutil.copytree(whole, out)
+    (out / "summary.json").unlink()
+    (out / "summary.json").mkdir()                              # something in the way of the summary
+    fallback_folder = tmp_path / "tmp"
+    fallback_folder.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(fallback_folder))
+    result = _eval(out)
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert "window:48" in result.stdout                          # the table, printed first
+    (saved,) = fallback_folder.iterdir()
+    message = " ".join(result.stderr.split())
+    assert f"could not write {out / 'summary.json'}: it is a folder; the summary is saved in {saved} instead" in message
+    assert set(json.loads(saved.read_text())["conditions"]) == {"full", "window:48"}
+
+
+def test_a_result_that_cannot_be_added_keeps_the_finished_units(tmp_path: Path, monkeypatch) -> None:
+    from deltamem_chat.commands import evaluate
+
+    def full_disk(path, result):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(evaluate, "append_result", full_disk)
+    result = _eval(tmp_path / "full", paths=BENCH[:1])
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert "could not add a result to" in result.output and "No space left on device" in result.output
+    assert "run the same command to continue" in " ".join(result.output.split())

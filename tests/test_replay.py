@@ -95,6 +95,42 @@ def test_a_broken_transcript_fails_before_any_model_loads(tmp_path: Path) -> Non
     assert "broken.jsonl:2:" in result.output and "Traceback" not in result.output
 
 
+def test_a_report_path_that_is_a_folder_is_refused_before_any_model_loads(tmp_path: Path) -> None:
+    result = CliRunner().invoke(app, ["replay", str(SMALL), "--headless", "--adapter", "/nowhere",
+                                      "--report", str(tmp_path)])
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert f"--report: could not write {tmp_path}: it is a folder" in " ".join(result.output.split())
+
+
+def test_a_report_that_cannot_be_written_still_prints_the_table_and_is_saved_elsewhere(
+        tiny_model_dirs, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import tempfile
+
+    from deltamem.files import SaveError
+    from deltamem_chat import outputs
+
+    fallback_folder = tmp_path / "tmp"
+    fallback_folder.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(fallback_folder))
+    real = outputs.atomic_write_text
+
+    def full_disk(path, text):
+        if Path(path).parent != fallback_folder:
+            raise SaveError(f"could not write {path}: No space left on device")
+        return real(path, text)
+
+    monkeypatch.setattr(outputs, "atomic_write_text", full_disk)
+    result, report, _ = _replay(tiny_model_dirs, tmp_path, "--markdown", "-")
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert "Recall probes" in result.stderr                      # the table, printed before any write
+    assert "# Replay:" in result.stdout                          # --markdown - : the Markdown on standard output
+    message = " ".join(result.stderr.split())
+    (saved,) = fallback_folder.iterdir()
+    assert f"could not write {report}: No space left on device; the JSON report is saved in {saved} instead" in message
+    assert json.loads(saved.read_text())["summary"]["lanes"]["delta"]["probes"] > 0
+    assert not report.exists()
+
+
 def test_probes_are_rolled_back_and_teacher_forcing_feeds_every_message() -> None:
     from deltamem_chat.transcripts import load_transcript
 

@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import os
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
-from deltamem.adapter import AdapterError, attach_adapter
+from deltamem.adapter import AdapterDtypeWarning, AdapterError, attach_adapter
 from deltamem.config import ConfigError, OffTrainedDefaultsWarning
 from deltamem.files import read_json
 from deltamem.hub import ADAPTER_FILES, MODEL_FILES, LoadError, resolve
@@ -105,13 +105,17 @@ def free_memory(device: torch.device) -> int | None:
 
 @dataclass
 class LoadedModel:
-    """A ready δ-mem model with its tokenizer and what it was made from (the names sessions and reports record)."""
+    """A ready δ-mem model with its tokenizer and what it was made from (the names sessions and reports record).
+
+    `notes` are sentences the user should see (an adapter whose weights were converted to another dtype).
+    """
 
     model: DeltaMemModel
     tokenizer: Any
     base: str
     adapter: str
     choice: RuntimeChoice
+    notes: tuple[str, ...] = field(default=())
 
 
 def load_base(base: str, choice: RuntimeChoice) -> tuple[Any, nn.Module]:
@@ -123,8 +127,9 @@ def load_base(base: str, choice: RuntimeChoice) -> tuple[Any, nn.Module]:
     try:
         tokenizer = AutoTokenizer.from_pretrained(folder)
         backbone = AutoModelForCausalLM.from_pretrained(folder, dtype=choice.dtype, attn_implementation=choice.attn)
-    except (OSError, ValueError) as exc:
-        raise LoadError(f"base model {base} could not be loaded ({str(exc).splitlines()[0]})") from None
+    except Exception as exc:  # noqa: BLE001 - a damaged file fails in transformers, tokenizers or safetensors, any way
+        first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else "a damaged or truncated file"
+        raise LoadError(f"base model {base} could not be loaded ({first})") from None
     return tokenizer, backbone.to(choice.device).eval()
 
 
@@ -135,10 +140,15 @@ def load(adapter: str, base: str, *, device: str | None = None, dtype: str | Non
     adapter_dir = resolve(adapter, "adapter", ADAPTER_FILES)
     tokenizer, backbone = load_base(base, choice)
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("ignore", OffTrainedDefaultsWarning)
+            warnings.simplefilter("always", AdapterDtypeWarning)
             model = attach_adapter(backbone, adapter_dir)
     except (AdapterError, ConfigError, DeltaMemError) as exc:
         raise LoadError(f"adapter {adapter}: {exc}") from None
+    notes = tuple(f"adapter {adapter}: {w.message}" for w in caught if issubclass(w.category, AdapterDtypeWarning))
+    for w in caught:
+        if not issubclass(w.category, AdapterDtypeWarning):
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     base_name, adapter_name = names or (base, adapter)
-    return LoadedModel(model, tokenizer, base_name, adapter_name, choice)
+    return LoadedModel(model, tokenizer, base_name, adapter_name, choice, notes)

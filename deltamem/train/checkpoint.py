@@ -18,7 +18,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 from torch import Tensor
 
-from deltamem.files import atomic_write
+from deltamem.files import atomic_write, parse_json
 
 CHECKPOINT = "checkpoint.safetensors"
 _META_KEY = "deltamem_checkpoint"
@@ -64,9 +64,13 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
         raise CheckpointError(f"{path}: not a readable checkpoint ({str(exc).splitlines()[0]})") from None
     if _META_KEY not in meta:
         raise CheckpointError(f"{path}: not a deltamem training checkpoint (no {_META_KEY} metadata)")
-    info = json.loads(meta[_META_KEY])
-    names = info.pop("names")
-    params = {name: tensors[f"param/{name}"] for name in names}
+    try:
+        info = parse_json(meta[_META_KEY])
+        names = info.pop("names")
+        params = {name: tensors[f"param/{name}"] for name in names}
+        int(info["step"])
+    except (ValueError, KeyError, TypeError, AttributeError):
+        raise CheckpointError(f"{path}: not a deltamem training checkpoint (its metadata is damaged)") from None
     optimizer = {name: {key: tensors[f"{key}/{name}"] for key in _OPTIMIZER_FIELDS if f"{key}/{name}" in tensors}
                  for name in names}
     return Checkpoint(int(info.pop("step")), params, optimizer, info)

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+from deltamem.files import JSONLimitError, parse_json
 from deltamem.rendering import ROLES
 
 
@@ -81,9 +82,11 @@ def read_episodes(path: str | Path) -> list[Episode]:
         if not line.strip():
             continue
         try:
-            record = json.loads(line)
+            record = parse_json(line)
         except json.JSONDecodeError as exc:
             raise EpisodeError(f"{path}:{number}: invalid JSON ({exc.msg})") from None
+        except JSONLimitError as exc:
+            raise EpisodeError(f"{path}:{number}: {exc}") from None
         episodes.append(_parse(record, f"{path}:{number}"))
     if not episodes:
         raise EpisodeError(f"{path}: no episodes")

@@ -19,7 +19,7 @@ from rich.table import Table
 from deltamem.context import ContextPolicy
 from deltamem.demo import DEMO_WINDOW
 from deltamem.demo.data import TRAIN_SEEDS, Conversation, conversation, demo_shape
-from deltamem.files import atomic_write_text
+from deltamem.files import SaveError
 from deltamem.runtime.contract import LANE_NAMES
 from deltamem_chat.commands.options import (
     AdapterOpt,
@@ -32,6 +32,7 @@ from deltamem_chat.commands.options import (
     resolve_or_exit,
     settings_from,
 )
+from deltamem_chat.outputs import check_output, is_stdout, write_output
 from deltamem_chat.transcripts import (
     Message,
     Probe,
@@ -72,14 +73,17 @@ def demo_data(
 ) -> None:
     """Write generated demo chats with recall probes as transcripts (`demo_<seed>.jsonl`)."""
     _check_seeds(seed, count)
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise fail(f"--out {out}: cannot be made a folder ({exc.strerror or exc})") from None
     for s in range(seed, seed + count):
         path = out / f"demo_{s}.jsonl"
         if path.exists() and not force:
             raise fail(f"{path} exists: pass --force to replace it")
         try:
             write_transcript(to_transcript(conversation(s, demo_shape(window)), window), path)
-        except TranscriptError as exc:
+        except (TranscriptError, SaveError) as exc:
             raise fail(str(exc)) from None
         typer.echo(str(path))
 
@@ -90,11 +94,16 @@ def demo_eval(
     base: BaseOpt = None,
     context: PolicyOpt = None,
     device: DeviceOpt = "cpu",
-    report: Annotated[Path | None, typer.Option("--report", help="Write per-probe results as JSON here.")]
+    report: Annotated[Path | None, typer.Option("--report", help="Write per-probe results as JSON here (- : "
+                                                "standard output; where it cannot be written, the temporary "
+                                                "folder).")]
     = None,
 ) -> None:
     """Replay generated demo transcripts through both lanes (teacher-forced, greedy) and total the recall."""
     _check_seeds(seed, count)
+    problem = check_output(report, "--report")
+    if problem:
+        raise fail(problem)
     policy = policy_for(context, f"window:{DEMO_WINDOW}")
     loaded = load_or_exit(resolve_or_exit(adapter, base), device, "auto", "auto")
     from deltamem.runtime.engine import ABEngine
@@ -115,10 +124,12 @@ def demo_eval(
                         **{lane: {"answer": o.answers[lane], "hit": o.scores[lane].hit} for lane in o.answers}}
                        for o in runner.summary().outcomes]
             progress.advance(task)
-    _print_summary(probes, policy, seed, count)
+    _print_summary(probes, policy, seed, count, Console(stderr=is_stdout(report)))
     if report is not None:
-        atomic_write_text(report, json.dumps({"context": str(policy), "seed": seed, "count": count,
-                                              "probes": probes}, indent=1) + "\n")
+        text = json.dumps({"context": str(policy), "seed": seed, "count": count, "probes": probes}, indent=1) + "\n"
+        _, problem = write_output(report, text, "report", "--report")
+        if problem:
+            raise fail(problem)
 
 
 def register(app: typer.Typer) -> None:
@@ -128,11 +139,11 @@ def register(app: typer.Typer) -> None:
 
 
 
-def _print_summary(probes: list[dict], policy: ContextPolicy, seed: int, count: int) -> None:
+def _print_summary(probes: list[dict], policy: ContextPolicy, seed: int, count: int, console: Console) -> None:
     table = Table(title=f"Demo recall: {count} transcripts (seeds {seed}..{seed + count - 1}), context {policy}")
     for column in ("lane", "recall", "hits", "probes"):
         table.add_column(column, justify="left" if column == "lane" else "right")
     for lane in LANE_NAMES:
         hits = sum(p[lane]["hit"] for p in probes)
         table.add_row(lane, f"{hits / max(1, len(probes)):.3f}", str(hits), str(len(probes)))
-    Console().print(table)
+    console.print(table)

@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from deltamem.files import atomic_write_text
+from deltamem.files import SaveError, atomic_write_text
 from deltamem.runtime.contract import LANE_NAMES
 from deltamem_chat.commands.options import (
     AdapterOpt,
@@ -28,6 +28,7 @@ from deltamem_chat.commands.options import (
 )
 from deltamem_chat.eval.plan import EvalError, EvalSettings, find_transcripts, parse_shard, plan_units, shard_units
 from deltamem_chat.eval.store import append_result, collect, open_run, read_results, results_name
+from deltamem_chat.outputs import write_output
 from deltamem_chat.scoring.locomo import LocomoProtocol
 
 #: The generation settings of the official protocols (`--official`): LoCoMo's as the δ-mem authors ran it.
@@ -74,10 +75,20 @@ def _summarise(results: list[dict], settings: EvalSettings, out: Path, stem: str
              + (" (official settings)" if settings.official else ""),
              f"dates {'on' if settings.dates else 'off'}, lanes {settings.batching}",
              f"units: {len(results)} of {len(settings.transcripts) * len(settings.conditions)}"]
-    atomic_write_text(out / f"{stem}.json", json.dumps(summary, indent=1, ensure_ascii=False) + "\n")
-    atomic_write_text(out / f"{stem}.md", to_markdown(summary, title, notes))
     console.print(summary_table(summary, title))
-    console.print(f"summary: {out / (stem + '.json')} and {out / (stem + '.md')}")
+    written, problems = [], []
+    for path, text in ((out / f"{stem}.json", json.dumps(summary, indent=1, ensure_ascii=False) + "\n"),
+                       (out / f"{stem}.md", to_markdown(summary, title, notes))):
+        where, problem = write_output(path, text, "summary", "--out", "the same command writes it once there is room")
+        written += [where] if where else []
+        problems += [problem] if problem else []
+    if not problems:
+        console.print(f"summary: {written[0]} and {written[1]}")
+    for problem in problems[:-1]:
+        fail(problem)
+    if problems:
+        raise fail(f"{problems[-1]} (the results themselves are kept in {out}; the same command writes the summary "
+                   "again)")
 
 
 def _merge(folders: list[Path], out: Path, console: Console) -> None:
@@ -154,7 +165,7 @@ def register(app: typer.Typer) -> None:
                                                           "temperature": temperature, "top_p": top_p, "top_k": top_k})
             batched = lanes_mode(batching)
             with_dates = dates_on(dates)
-        except (EvalError, ValueError) as exc:
+        except (EvalError, ValueError, SaveError) as exc:
             raise fail(str(exc)) from None
         loaded = load_or_exit(resolve_or_exit(adapter, base), device, dtype, attn)
         settings = EvalSettings(
@@ -175,6 +186,10 @@ def register(app: typer.Typer) -> None:
 
         try:
             run_units(loaded, todo, settings, scoring, lambda result: append_result(results_file, result), err)
+        except OSError as exc:
+            kept = len(read_results(results_file))
+            raise fail(f"could not add a result to {results_file} ({exc.strerror or exc}): the {kept} units finished "
+                       "before are kept there; make room and run the same command to continue") from None
         except KeyboardInterrupt:
             left = len(todo) - (len(read_results(results_file)) - len(done))
             err.print(f"[yellow]Interrupted: {left} of {len(units)} units left; the same command continues.[/]")

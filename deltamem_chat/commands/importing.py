@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
 from enum import Enum
@@ -118,6 +119,17 @@ def _targets(fmt: ImportFormat, source: Path, out: Path, transcripts: dict[str, 
     return targets
 
 
+def _refuse_overwriting_input(source: Path, targets: dict[Path, Transcript]) -> None:
+    """An output that is the input file itself (or a link to it) would destroy what it is made from."""
+    for path in targets:
+        try:
+            same = path.exists() and source.exists() and os.path.samefile(path, source)
+        except OSError:
+            same = False
+        if same:
+            raise _fail(f"{path} is the input file itself; name another OUT, so that {source} is kept.")
+
+
 def _plural(count: int, noun: str) -> str:
     return f"{count:,} {noun}{'s' * (count != 1)}"
 
@@ -194,6 +206,7 @@ def import_command(
     _refuse_foreign_options(fmt, options)
     try:
         targets = _targets(fmt, source, out, _read(fmt, source, options))
+        _refuse_overwriting_input(source, targets)
         existing = next((path for path in targets if path.exists()), None)
         if existing is not None and not force:
             raise _fail(f"{existing} already exists; pass --force to replace it.")

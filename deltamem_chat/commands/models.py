@@ -54,8 +54,13 @@ def download_command(
 def inspect(
     adapter: Annotated[Path, typer.Argument(help="Adapter folder (delta_mem_config.json + tensors).")],
 ) -> None:
-    """Show an adapter's config, its tensors and shapes, and the base model it fits."""
-    from deltamem.adapter import AdapterError, adapter_file, made_for, read_tensors
+    """Check an adapter as loading would, and show its config, its tensors and shapes, and the base it fits.
+
+    Every check loading runs that needs no base is run here, with loading's words: the config, the file, every key
+    the config calls for and nothing else, shapes, floating-point and finite weights. What only a base can show (its
+    layer count and sizes) is listed. The exit status is 2 when loading would fail for a reason seen here.
+    """
+    from deltamem.adapter import AdapterError, adapter_file, check_without_base, read_tensors
     from deltamem.config import ConfigError, DeltaMemConfig, OffTrainedDefaultsWarning
 
     try:
@@ -73,7 +78,7 @@ def inspect(
         settings.add_row(key, str(getattr(config, key)))
     out.print(settings)
     for warning in caught:
-        out.print(f"[yellow]note:[/] {warning.message}")
+        out.print(f"[yellow]note:[/] {warning.message}", highlight=False)
     shapes = Counter((key.rsplit(".", 1)[-1], tuple(t.shape), str(t.dtype).removeprefix("torch."))
                      for key, t in tensors.items())
     numbers = sum(t.numel() for t in tensors.values())
@@ -83,7 +88,17 @@ def inspect(
     for (name, shape, dtype), count in sorted(shapes.items()):
         table.add_row(name, str(list(shape)), dtype, str(count))
     out.print(table)
-    out.print(f"fits: {made_for(tensors)}")
+    kinds = sorted({str(t.dtype).removeprefix("torch.") for t in tensors.values()})
+    if kinds != ["float32"]:
+        out.print(f"[yellow]note:[/] the weights are {' and '.join(kinds)}; loading converts them to the dtype the "
+                  "model runs in (by default float32 on CPU, bfloat16 on CUDA) and says so", highlight=False)
+    try:
+        check = check_without_base(config, tensors, str(path))
+    except AdapterError as exc:
+        raise fail(str(exc)) from None
+    out.print("checks: config, keys (both ways), shapes, dtypes and finite values pass")
+    out.print("loading also checks, with the base: " + "; ".join(check.needs_base), highlight=False)
+    out.print(f"fits: {check.made_for}")
 
 
 def register(app: typer.Typer) -> None:

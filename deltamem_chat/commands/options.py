@@ -110,6 +110,9 @@ def load_or_exit(models: Models, device: str, dtype: str, attn: str) -> LoadedMo
 
     try:
         with err.status(f"loading {models.alias.name if models.alias else models.adapter} …"):
-            return load(models.adapter, models.base, device=device, dtype=dtype, attn=attn, names=models.names)
+            loaded = load(models.adapter, models.base, device=device, dtype=dtype, attn=attn, names=models.names)
     except LoadError as exc:
         raise fail(str(exc)) from None
+    for note in loaded.notes:
+        err.print(f"[yellow]note:[/] {note}", highlight=False, soft_wrap=True)
+    return loaded

@@ -34,6 +34,7 @@ from deltamem_chat.commands.options import (
     resolve_or_exit,
     settings_from,
 )
+from deltamem_chat.outputs import STDOUT, check_output, is_stdout
 from deltamem_chat.transcripts import Transcript, TranscriptError, load_transcript
 
 if TYPE_CHECKING:
@@ -65,8 +66,11 @@ def register(app: typer.Typer) -> None:
         ab: Annotated[bool, typer.Option("--ab/--delta-only", help="Run the frozen lane beside the δ-mem lane "
                                          "(without --ab only the δ-mem lane runs).")] = False,
         headless: Annotated[bool, typer.Option("--headless", help="No screen: progress bar, table, reports.")] = False,
-        report: Annotated[Path | None, typer.Option("--report", help="Write the JSON report here.")] = None,
-        markdown: Annotated[Path | None, typer.Option("--markdown", help="Write a Markdown report here.")] = None,
+        report: Annotated[Path | None, typer.Option("--report", help="Write the JSON report here (- : standard "
+                                                    "output, with --headless). A report that cannot be written "
+                                                    "goes to the temporary folder, and the run says so.")] = None,
+        markdown: Annotated[Path | None, typer.Option("--markdown", help="Write a Markdown report here (- : "
+                                                      "standard output, with --headless).")] = None,
         regenerate: Annotated[bool, typer.Option("--regenerate/--teacher-forced", help="Let each lane write its "
                                                  "own assistant turns instead of feeding the recorded ones.")] = False,
         adapter: AdapterOpt = "qwen3-4b",
@@ -89,6 +93,14 @@ def register(app: typer.Typer) -> None:
             transcript = load_transcript(file)
         except TranscriptError as exc:
             raise fail(str(exc)) from None
+        for path, option in ((report, "--report"), (markdown, "--markdown")):
+            if is_stdout(path) and not headless:
+                raise fail(f"{option} {STDOUT} writes to standard output, which the replay screen uses: add --headless")
+            problem = check_output(path, option)
+            if problem:
+                raise fail(problem)
+        if is_stdout(report) and is_stdout(markdown):
+            raise fail(f"--report and --markdown cannot both be {STDOUT}: name a file for one of them")
         batched = lanes_mode(lanes)
         with_dates = dates_on(dates)
         scoring = protocol_named(protocol)
@@ -106,8 +118,12 @@ def register(app: typer.Typer) -> None:
         config = replay_config(transcript, loaded, policy, settings, batched=batched, regenerate=regenerate, ab=ab,
                                dates=with_dates, protocol=scoring.name)
         if headless:
-            _, completed = run_headless(runner, config, report_path=report, markdown_path=markdown,
-                                        console=Console(stderr=True))
+            _, completed, problems = run_headless(runner, config, report_path=report, markdown_path=markdown,
+                                                  console=Console(stderr=True))
+            for problem in problems[:-1]:
+                fail(problem)
+            if problems:
+                raise fail(problems[-1], 130 if not completed else 2)
             raise typer.Exit(0 if completed else 130)
         from deltamem_chat.tui import run_replay
 

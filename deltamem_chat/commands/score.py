@@ -6,6 +6,7 @@ under a second (`deltamem_chat.cli.main` runs it without importing the other com
 
 from __future__ import annotations
 
+import os
 from enum import Enum
 from pathlib import Path
 from typing import Annotated
@@ -79,6 +80,8 @@ def score_command(
     force: Annotated[bool, typer.Option("--force", "-f", help="Replace OUT if it already exists.")] = False,
 ) -> None:
     """Score a predictions file and print the mean score overall and per category."""
+    if out is not None and out.exists() and file.exists() and os.path.samefile(out, file):
+        raise _fail(f"{out} is the predictions file itself; name another --out, so that {file} is kept.")
     if out is not None and out.exists() and not force:
         raise _fail(f"{out} already exists; pass --force to replace it.")
     if out is not None and not out.parent.is_dir():

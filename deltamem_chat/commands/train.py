@@ -57,7 +57,7 @@ def parse_windows(text: str) -> tuple[int | None, ...]:
         part = part.strip().lower()
         if part == "full":
             windows.append(None)
-        elif part.isdigit() and int(part) > 0:
+        elif part.isascii() and part.isdigit() and len(part) <= 9 and int(part) > 0:
             windows.append(int(part))
         else:
             raise fail(f"--window {text!r}: expected token counts or `full`, comma-separated (e.g. 48,64,full)")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -92,12 +93,16 @@ def plan_units(transcripts: list[Path], conditions: tuple[str, ...]) -> list[Uni
     return [Unit(path.stem, path, condition) for path in transcripts for condition in conditions]
 
 
+_COUNT = re.compile(r"[0-9]{1,9}")
+"""A shard number: ASCII digits only ("²" is a digit to Python, not to `int`), and never thousands of them."""
+
+
 def parse_shard(text: str | None) -> tuple[int, int] | None:
     """`K/N` (1 ≤ K ≤ N) → (K, N); None for the whole run."""
     if text is None:
         return None
     k, _, n = text.partition("/")
-    if not (k.isascii() and k.isdigit() and n.isascii() and n.isdigit()) or not 1 <= int(k) <= int(n):
+    if not (_COUNT.fullmatch(k) and _COUNT.fullmatch(n)) or not 1 <= int(k) <= int(n):
         raise EvalError(f"--shard {text!r}: expected K/N with 1 ≤ K ≤ N, e.g. 2/4")
     return int(k), int(n)
 

@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from deltamem.files import atomic_write_text, read_json
+from deltamem.files import atomic_write_text, parse_json, read_json
 from deltamem_chat.eval.plan import EvalError, EvalSettings
 
 RUN_FILE = "run.json"
@@ -58,8 +58,8 @@ def read_results(path: Path, *, repair: bool = False) -> list[dict[str, Any]]:
         if not line.strip():
             continue
         try:
-            record = json.loads(line)
-        except ValueError:
+            record = parse_json(line.decode("utf-8"))
+        except ValueError:                  # bad JSON, bad UTF-8 or past the JSON limits
             raise EvalError(f"{path}:{number}: not a valid result line (was the file edited?)") from None
         if not isinstance(record, dict) or not isinstance(record.get("unit"), str):
             raise EvalError(f'{path}:{number}: a result line needs a "unit" name')

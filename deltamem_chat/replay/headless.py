@@ -1,21 +1,27 @@
-"""The headless replay: a progress bar per item, a table at the end, reports written even when interrupted."""
+"""The headless replay: a progress bar per item, a table at the end, reports written even when interrupted.
+
+The table is printed before the reports are written, and a report that cannot be written where asked goes to the
+temporary folder instead (`deltamem_chat.outputs`): a run's results are never lost to a full disk or a bad path.
+"""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from deltamem.files import atomic_write_text
-from deltamem_chat.replay.report import build_report, summary_table, to_markdown, write_json
+from deltamem_chat.outputs import is_stdout, write_output
+from deltamem_chat.replay.report import build_report, summary_table, to_markdown
 from deltamem_chat.replay.runner import ReplayRunner, StepStarted
 
 
 def run_headless(runner: ReplayRunner, config: dict[str, Any], *, report_path: Path | None,
-                 markdown_path: Path | None, console: Console) -> tuple[dict[str, Any], bool]:
-    """Replay every item; returns the report and whether it completed (False after Ctrl-C)."""
+                 markdown_path: Path | None, console: Console) -> tuple[dict[str, Any], bool, list[str]]:
+    """Replay every item; returns the report, whether it completed (False after Ctrl-C) and one sentence per report
+    that could not be written where asked (`-` writes a report on standard output)."""
     completed = False
     try:
         with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
@@ -32,14 +38,20 @@ def run_headless(runner: ReplayRunner, config: dict[str, Any], *, report_path: P
     except KeyboardInterrupt:
         console.print("[yellow]Interrupted: the report below covers the items replayed so far.[/]")
     report = build_report(runner, config, partial=not completed)
-    if report_path is not None:
-        write_json(report, report_path)
-        console.print(f"report: {report_path}")
-    if markdown_path is not None:
-        atomic_write_text(markdown_path, to_markdown(report))
-        console.print(f"markdown: {markdown_path}")
     console.print(summary_table(report))
-    return report, completed
+    problems = []
+    outputs = [("report", report_path, "--report", "JSON report",
+                lambda: json.dumps(report, indent=1, ensure_ascii=False) + "\n"),
+               ("markdown", markdown_path, "--markdown", "Markdown report", lambda: to_markdown(report))]
+    for label, path, option, what, text in outputs:
+        if path is None:
+            continue
+        where, problem = write_output(path, text(), what, option)
+        if problem:
+            problems.append(problem)
+        elif not is_stdout(where):
+            console.print(f"{label}: {where}", highlight=False)
+    return report, completed, problems
 
 
 def _short(text: str, limit: int = 40) -> str:

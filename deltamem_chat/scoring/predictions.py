@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from deltamem.files import atomic_write_text
+from deltamem.files import JSONLimitError, atomic_write_text, parse_json
 from deltamem_chat.scoring.interface import ScoringProtocol
 from deltamem_chat.scoring.summary import ProbeOutcome, ScoreSummary, summarise
 from deltamem_chat.transcripts.model import Category, Probe
@@ -143,9 +143,11 @@ def read_predictions(path: Path, protocol: ScoringProtocol) -> list[Prediction]:
             continue
         try:
             try:
-                record = json.loads(line)
+                record = parse_json(line)
             except json.JSONDecodeError as error:
                 raise _Problem(f"not valid JSON ({error.msg})") from None
+            except JSONLimitError as error:
+                raise _Problem(str(error)) from None
             if not isinstance(record, dict):
                 raise _Problem(f"must be a JSON object (got {_describe(record)})")
             probe, text = _probe(record, protocol)

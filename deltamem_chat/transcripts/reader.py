@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from deltamem.context import ContextPolicy, PolicyError
+from deltamem.files import JSONLimitError, parse_json
 from deltamem.rendering import ROLES
 from deltamem_chat.scoring.normalize import normalize_answer
 from deltamem_chat.transcripts.errors import FileError
@@ -67,8 +68,19 @@ def _describe(value: object) -> str:
     return "an object"
 
 
+QUOTE_LIMIT = 80
+"""The longest value an error message quotes in full; a longer one is cut short with "…"."""
+
+
 def _quote(value: object) -> str:
-    return json.dumps(value, ensure_ascii=False)
+    text = json.dumps(value, ensure_ascii=False)
+    return text if len(text) <= QUOTE_LIMIT else text[: QUOTE_LIMIT - 1] + "…"
+
+
+def limit_problem(error: JSONLimitError) -> str:
+    """A `JSONLimitError` as a reader's message: the field (quoted, as the other messages quote keys) and what it
+    holds."""
+    return f"{_quote(error.where)} holds {error.problem}" if error.where else f"the line holds {error.problem}"
 
 
 def _pick(record: dict[str, object], keys: tuple[str, ...]) -> tuple[str, object] | None:
@@ -216,7 +228,7 @@ class LineValidator:
             if not 0 <= depends_on < self.messages:
                 raise LineProblem(
                     f'"depends_on" must be the 0-based index of an earlier message, 0..{self.messages - 1} '
-                    f"here (got {depends_on})"
+                    f"here (got {_quote(depends_on)})"
                 )
         probe_id = record.get("id")
         if probe_id is not None:
@@ -259,9 +271,11 @@ def iter_transcript_items(path: str | os.PathLike[str]) -> Iterator[TranscriptMe
             if not text.strip():
                 continue
             try:
-                record = json.loads(text)
+                record = parse_json(text)
             except json.JSONDecodeError as error:
                 raise TranscriptError(path, number, f"invalid JSON: {error.msg} (column {error.colno})") from None
+            except JSONLimitError as error:
+                raise TranscriptError(path, number, limit_problem(error)) from None
             try:
                 item = validator.parse(record, number)
             except LineProblem as problem:

@@ -7,7 +7,7 @@ import os
 from collections.abc import Mapping
 
 from deltamem.context import ContextPolicy
-from deltamem.files import atomic_write_text
+from deltamem.files import atomic_write_text, writable_target
 from deltamem_chat.transcripts.model import Message, Probe, Transcript, TranscriptMeta
 from deltamem_chat.transcripts.reader import LineProblem, LineValidator, TranscriptError
 
@@ -80,9 +80,12 @@ def _checked_text(transcript: Transcript, out_path: str | os.PathLike[str]) -> s
 def write_transcripts(targets: Mapping[str | os.PathLike[str], Transcript]) -> None:
     """Validate every transcript first, then write each file atomically, so one bad transcript writes nothing.
 
-    Missing folders are created only once all have passed.
+    Missing folders are created only once all have passed; a target that is not a regular file (a folder, a device
+    such as /dev/full) is refused (`SaveError`) before anything is written.
     """
     texts = {path: _checked_text(transcript, path) for path, transcript in targets.items()}
+    for path in texts:
+        writable_target(path)
     for path, text in texts.items():
         atomic_write_text(path, text)
 

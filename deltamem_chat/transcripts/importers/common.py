@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import re
 import zipfile
 from collections.abc import Iterable, Sequence
@@ -10,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
+from deltamem.files import JSONLimitError, parse_json
 from deltamem_chat.transcripts.errors import FileError
 from deltamem_chat.transcripts.model import Item, Message, Transcript, TranscriptMeta
 
@@ -43,15 +45,31 @@ def read_text(path: Path) -> str:
         raise ImportFormatError(path, f"cannot be read ({error.strerror})") from None
 
 
+def _limit(where: Path, error: JSONLimitError, line: int | None = None) -> ImportFormatError:
+    """A value past the JSON reader's limits (nesting, number size, lone surrogates) as an import error."""
+    field = f"{error.where} " if error.where else ""
+    return ImportFormatError(where, f"{field}holds {error.problem}", line)
+
+
 def parse_records(where: Path, text: str) -> list[object]:
     """Parse JSON or JSONL text; a JSON array gives its elements, any other value one record."""
     try:
-        value = json.loads(text)
+        value = parse_json(text)
     except json.JSONDecodeError as error:
         if error.msg != "Extra data":
             raise ImportFormatError(where, f"invalid JSON: {error.msg} (column {error.colno})", error.lineno) from None
         return _parse_json_lines(where, text)
-    return value if isinstance(value, list) else [value]
+    except JSONLimitError as error:
+        limit = _limit(where, error)
+    else:
+        return value if isinstance(value, list) else [value]
+    # JSONL reports the line it is on; a document of one JSON value over many lines reports the file.
+    try:
+        _parse_json_lines(where, text)
+    except ImportFormatError as by_line:
+        if by_line.message.startswith("holds") or " holds " in by_line.message:
+            raise by_line from None
+    raise limit from None
 
 
 def _parse_json_lines(where: Path, text: str) -> list[object]:
@@ -61,9 +79,11 @@ def _parse_json_lines(where: Path, text: str) -> list[object]:
         if not line.strip():
             continue
         try:
-            records.append(json.loads(line))
+            records.append(parse_json(line))
         except json.JSONDecodeError as error:
             raise ImportFormatError(where, f"invalid JSON: {error.msg} (column {error.colno})", number) from None
+        except JSONLimitError as error:
+            raise _limit(where, error, number) from None
     return records
 
 
@@ -72,9 +92,10 @@ def load_records(path: Path) -> list[object]:
     return parse_records(path, read_text(path))
 
 
-def _natural_key(name: str) -> list[int | str]:
-    """Sort 9.json before 26.json, the way a person numbers files."""
-    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name)]
+def _natural_key(name: str) -> list[tuple[int, int | str]]:
+    """Sort 9.json before 26.json, the way a person numbers files (ASCII digits only: "²" is no number)."""
+    return [(0, int(part)) if part.isascii() and part.isdigit() else (1, part)
+            for part in re.split(r"([0-9]{1,18})", name) if part]
 
 
 def _is_json_name(name: str) -> bool:
@@ -142,10 +163,43 @@ def optional_text(where: Path, value: object, what: str) -> str | None:
 
 
 def answer_text(where: Path, value: object, what: str) -> str:
-    """Benchmarks write answers as strings or bare numbers (a count, a year); both become text."""
+    """Benchmarks write answers as strings or bare numbers (a count, a year); both become text.
+
+    Anything else (null, true, a list, an object, NaN) is refused rather than turned into Python's text for it.
+    """
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ImportFormatError(where, f"{what} should be a string or a number (got {value})")
     if isinstance(value, bool) or not isinstance(value, str | int | float):
-        raise ImportFormatError(where, f"{what} should be a string or a number")
+        raise ImportFormatError(where, f"{what} should be a string or a number (got {describe(value)})")
     return str(value).strip()
+
+
+def name_text(where: Path, value: object, what: str) -> str:
+    """An id that names a conversation (and its output file): a string or an integer, never null or a list."""
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        raise ImportFormatError(where, f"{what} should be a string or an integer (got {describe(value)})")
+    text = str(value)
+    if not text.strip():
+        raise ImportFormatError(where, f"{what} is empty")
+    if not text.isprintable():
+        raise ImportFormatError(where, f"{what} should be a name without line breaks or control characters")
+    return text
+
+
+def describe(value: object) -> str:
+    """A JSON value's type as a person editing the file names it."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    return "an array" if isinstance(value, list) else "an object"
+
+
+_INDEX = re.compile(r"[0-9]{1,18}")
 
 
 def chosen(path: Path, names: Sequence[str], wanted: str | int | None, noun: str, key: str) -> list[int]:
@@ -156,9 +210,10 @@ def chosen(path: Path, names: Sequence[str], wanted: str | int | None, noun: str
         return list(range(len(names)))
     if str(wanted) in names:
         return [names.index(str(wanted))]
-    if not str(wanted).isdigit():
+    if not _INDEX.fullmatch(str(wanted)):
         listing = ", ".join(names[:5]) + (", …" if len(names) > 5 else "")
-        raise ImportFormatError(path, f"no {noun} has {key} {str(wanted)!r} (the file has: {listing})")
+        shown = repr(str(wanted)) if len(str(wanted)) <= 40 else repr(str(wanted)[:39]) + "…"
+        raise ImportFormatError(path, f"no {noun} has {key} {shown} (the file has: {listing})")
     index = int(wanted)
     if index >= len(names):
         count = len(names)

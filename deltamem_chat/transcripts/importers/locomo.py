@@ -24,6 +24,7 @@ from deltamem_chat.transcripts.importers.common import (
     finish,
     keyed,
     load_documents,
+    name_text,
     optional_text,
 )
 from deltamem_chat.transcripts.model import Item, Message, Probe, Transcript, TranscriptMeta
@@ -34,8 +35,8 @@ LOCOMO_CATEGORIES = (1, 2, 3, 4, 5)
 ADVERSARIAL = 5
 """The category whose questions the conversation never answers; they carry a tempting wrong answer."""
 
-_SESSION = re.compile(r"session_(\d+)")
-_DIA_ID = re.compile(r"D:?(\d+):(\d+)")
+_SESSION = re.compile(r"session_([0-9]{1,9})")
+_DIA_ID = re.compile(r"D:?([0-9]{1,9}):([0-9]{1,9})")
 _EVIDENCE_SEPARATORS = re.compile(r"[\s;,]+")
 
 TurnId = tuple[int, int]
@@ -65,7 +66,7 @@ def _samples_of(document: Document) -> list[_Sample]:
         # locomo10.json nests the talk under "conversation"; the release's per-conversation files do not.
         conversation = as_object(document.where, record.get("conversation", record), f'sample {index} "conversation"')
         default_id = _file_sample_id(document.where) + (f"-{index}" if len(document.records) > 1 else "")
-        sample_id = str(record.get("sample_id", default_id))
+        sample_id = name_text(document.where, record.get("sample_id", default_id), f'sample {index} "sample_id"')
         samples.append(_Sample(sample_id, document.where, document.label, conversation, record.get("qa", [])))
     return samples
 
@@ -163,7 +164,8 @@ def _qa_items(sample: _Sample) -> list[tuple[int, dict[str, object]]]:
     items = []
     for index, raw in enumerate(as_list(sample.where, sample.qa, f'sample {sample.id} "qa"')):
         qa = as_object(sample.where, raw, f"sample {sample.id}, qa {index}")
-        if isinstance(qa.get("category"), bool) or qa.get("category") not in LOCOMO_CATEGORIES:
+        category = qa.get("category")
+        if isinstance(category, bool) or not isinstance(category, int) or category not in LOCOMO_CATEGORIES:
             raise ImportFormatError(sample.where, f'sample {sample.id}, qa {index} "category" should be 1-5')
         items.append((index, qa))
     return items

@@ -21,6 +21,7 @@ from deltamem_chat.transcripts.importers.common import (
     finish,
     keyed,
     load_records,
+    name_text,
     optional_text,
 )
 from deltamem_chat.transcripts.model import Item, Message, Probe, Transcript, TranscriptMeta
@@ -135,7 +136,7 @@ def _instances(path: Path) -> list[tuple[str, dict[str, object]]]:
     instances = []
     for index, raw in enumerate(load_records(path)):
         record = as_object(path, raw, f"instance {index}")
-        instances.append((str(record.get("question_id", index)), record))
+        instances.append((name_text(path, record.get("question_id", index), f'instance {index} "question_id"'), record))
     return instances
 
 

@@ -11,6 +11,7 @@ import json
 from collections.abc import Iterable
 from typing import Literal
 
+from deltamem.files import JSONLimitError, parse_json
 from deltamem_chat.transcripts.model import Message, Role
 
 TurnRole = Role | Literal["tool"]
@@ -48,8 +49,8 @@ def call_lines(calls: object) -> list[str]:
 def call_lines_from_text(text: str) -> list[str]:
     """A tool call written as JSON text (ShareGPT's function_call turn); text that is not JSON is kept as it is."""
     try:
-        decoded = json.loads(text)
-    except json.JSONDecodeError:
+        decoded = parse_json(text)
+    except (json.JSONDecodeError, JSONLimitError):
         return [call_line(text)]
     return call_lines(decoded) if isinstance(decoded, dict | list) else [call_line(text)]
 
