@@ -203,3 +203,10 @@ def test_a_locomo_replay_asks_with_the_official_wording_and_reports_its_score(ti
     assert set(delta["categories"]) == {"2", "5"} and 0.0 <= delta["score"] <= 1.0
     bad, _, _ = _replay(tiny_model_dirs, tmp_path, "--protocol", "nope", file=path, name="bad")
     assert bad.exit_code != 0 and "--protocol" in bad.output
+
+
+def test_one_line_collapses_whitespace_and_cuts_with_an_ellipsis() -> None:
+    from deltamem_chat.text import one_line
+
+    assert one_line("  a\n b\tc ", 10) == "a b c"
+    assert one_line("abcdefghij", 10) == "abcdefghij" and one_line("abcdefghijk", 10) == "abcdefghi…"

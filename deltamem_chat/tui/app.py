@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 
 from textual import work
@@ -22,6 +21,7 @@ from deltamem.context import ContextPolicy, PolicyError
 from deltamem.runtime.contract import GenerationSettings, LaneDone, SessionIdentity, TurnDone
 from deltamem.runtime.engine import ABEngine
 from deltamem.runtime.session_io import load_session, save_session
+from deltamem_chat.text import stamp
 from deltamem_chat.tui.commands import ChatCommands
 from deltamem_chat.tui.export import conversation_markdown
 from deltamem_chat.tui.feed import TextDelta, TurnFailed, TurnFeed, TurnFinished, lane_diagnostics
@@ -46,10 +46,6 @@ class _Turn:
     cancel: threading.Event
     written_before: int
     streamed: int = 0
-
-
-def _stamp() -> str:
-    return f"{datetime.now():%Y%m%d-%H%M%S}"
 
 
 class DeltaMemChatApp(App[None]):
@@ -260,7 +256,7 @@ class DeltaMemChatApp(App[None]):
     def action_save_session(self) -> None:
         if not self._needs_identity():
             self.push_screen(PromptDialog("Save session", "Folder for the conversation and the memory:",
-                                          f"sessions/{_stamp()}"), self._save)
+                                          f"sessions/{stamp()}"), self._save)
 
     def _save(self, folder: str | None) -> None:
         if folder is None or self.identity is None:
@@ -292,7 +288,7 @@ class DeltaMemChatApp(App[None]):
 
     def action_export(self) -> None:
         self.push_screen(PromptDialog("Export conversation", "Markdown file for both lanes' messages:",
-                                      f"deltamem-chat-{_stamp()}.md"), self._export)
+                                      f"deltamem-chat-{stamp()}.md"), self._export)
 
     def _export(self, file: str | None) -> None:
         if file is None:

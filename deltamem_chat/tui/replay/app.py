@@ -11,7 +11,6 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +26,7 @@ from deltamem.runtime.contract import LaneDone, SessionIdentity, TurnStats
 from deltamem_chat.replay import ReplayRunner, StepFinished, StepRecord, StepStarted, build_report, to_markdown
 from deltamem_chat.replay.report import write_json
 from deltamem_chat.scoring import ProbeScore, summarise
+from deltamem_chat.text import stamp
 from deltamem_chat.tui.app import FRAME_S, LANE_TITLES
 from deltamem_chat.tui.feed import TextDelta, lane_diagnostics
 from deltamem_chat.tui.replay.commands import ReplayCommands
@@ -214,9 +214,9 @@ class ReplayApp(App[None]):
         """Write the JSON and Markdown reports: to the paths given on the command line, else timestamped here."""
         if self.busy:
             return
-        stamp = f"{datetime.now():%Y%m%d-%H%M%S}"
-        report = self.report_path or Path(f"replay-{stamp}.json")
-        markdown = self.markdown_path or Path(f"replay-{stamp}.md")
+        when = stamp()
+        report = self.report_path or Path(f"replay-{when}.json")
+        markdown = self.markdown_path or Path(f"replay-{when}.md")
         if self._write_report(report, markdown, "Could not export the report"):
             self.notify(f"Report: {report}\nMarkdown: {markdown}", title="Exported", markup=False)
 

@@ -17,6 +17,7 @@ from textual.screen import Screen
 from textual.widgets import Footer, Static
 
 from deltamem_chat.scoring import ProbeOutcome, ScoreSummary
+from deltamem_chat.text import one_line
 
 #: How long an answer may be on the summary before it is cut (the report keeps it whole).
 ANSWER_CHARS = 200
@@ -35,12 +36,6 @@ class SummaryView:
     written: int
     horizon: int
     status: str
-
-
-def one_line(text: str, limit: int = ANSWER_CHARS) -> str:
-    """Whitespace collapsed, cut at `limit` characters with an ellipsis."""
-    flat = " ".join(text.split())
-    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
 
 
 def verdict_parts(hit: bool, f1: float) -> list[tuple[str, str]]:
@@ -105,5 +100,5 @@ class SummaryScreen(Screen[None]):
                   (f"{'expected':<10}", "dim"), outcome.expected]
         for lane, score in outcome.scores.items():
             parts += ["\n", (f"{titles.get(lane, lane):<10}", "bold $accent"), *verdict_parts(score.hit, score.f1),
-                      "   ", one_line(outcome.answers[lane]) or ("(empty reply)", "dim")]
+                      "   ", one_line(outcome.answers[lane], ANSWER_CHARS) or ("(empty reply)", "dim")]
         return Content.assemble(*parts)
