@@ -22,6 +22,7 @@ from deltamem.runtime.contract import (
     Event,
     GenerationSettings,
     LaneDone,
+    LaneView,
     SessionIdentity,
     TokenEvent,
     TurnDone,
@@ -126,6 +127,14 @@ class ScriptedEngine:
             yield LaneDone(name, "".join(self.pieces), stats)
         done.written_total = {name: self.lanes[name].written_total for name in names}
         yield done
+
+    @property
+    def lane_names(self) -> tuple[str, ...]:
+        return tuple(self.lanes)
+
+    def lane(self, name: str) -> LaneView:
+        lane = self.lanes[name]
+        return LaneView(name, lane.memory, tuple(lane.messages), lane.written_total)
 
     def reset(self) -> None:
         for lane in self.lanes.values():
@@ -333,6 +342,9 @@ def test_export_writes_both_lanes(tmp_path: Path) -> None:
     async def scenario(pilot: Pilot) -> None:
         await say(pilot, "hi")
         await answer_dialog(pilot, "ctrl+e", str(target))
+        await answer_dialog(pilot, "ctrl+e", str(target / "nested.md"))  # a file where a folder should be
+        assert app.notes[-1][1] == "error" and app.is_running
+        assert not list(target.parent.glob(".*.tmp"))
 
     run(app, scenario)
     text = target.read_text(encoding="utf-8")
@@ -457,9 +469,8 @@ def test_diagnostics_follow_the_rows_of_the_last_group() -> None:
 
 
 def test_markdown_export_lists_each_lane() -> None:
-    lanes = {name: Lane(name, memory=name != "frozen") for name in LANE_NAMES}
-    for lane in lanes.values():
-        lane.messages += [{"role": "user", "content": "q"}, {"role": "assistant", "content": ""}]
+    messages = ({"role": "user", "content": "q"}, {"role": "assistant", "content": ""})
+    lanes = {name: LaneView(name, name != "frozen", messages, 0) for name in LANE_NAMES}
     text = conversation_markdown(lanes, {"delta": "δ-mem"}, {"policy": "full"})
     assert text.index("## frozen") < text.index("## δ-mem") and text.count("*(empty)*") == 2
 

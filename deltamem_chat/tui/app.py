@@ -18,6 +18,7 @@ from textual.containers import Horizontal
 from textual.widgets import Footer, Input
 
 from deltamem.context import ContextPolicy, PolicyError
+from deltamem.files import atomic_write_text
 from deltamem.runtime.contract import GenerationSettings, LaneDone, SessionIdentity, TurnDone
 from deltamem.runtime.engine import ABEngine
 from deltamem.runtime.session_io import load_session, save_session
@@ -294,12 +295,11 @@ class DeltaMemChatApp(App[None]):
         if file is None:
             return
         path = Path(file).expanduser()
-        titles = {name: LANE_TITLES.get(name, name) for name in self.engine.lanes}
+        lanes = {name: self.engine.lane(name) for name in self.engine.lane_names}
+        titles = {name: LANE_TITLES.get(name, name) for name in lanes}
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(conversation_markdown(self.engine.lanes, titles, self.query_one(StatusBar).info),
-                            encoding="utf-8")
-        except OSError as exc:
+            atomic_write_text(path, conversation_markdown(lanes, titles, self.query_one(StatusBar).info))
+        except OSError as exc:  # SaveError: the folder cannot be made, the disk is full
             self._report("Could not export", exc)
             return
         self.notify(f"Exported to {path}", markup=False)
