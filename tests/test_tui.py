@@ -35,7 +35,7 @@ from deltamem.runtime.offline_tokenizer import byte_chatml_tokenizer
 from deltamem.shapes import random_backbone, randomize_adapter
 from deltamem_chat.tui import BudgetMeter, DeltaMemChatApp, LanePane, run_chat
 from deltamem_chat.tui.export import conversation_markdown
-from deltamem_chat.tui.feed import TextDelta, TurnFeed, lane_diagnostics
+from deltamem_chat.tui.feed import TextDelta, TurnFeed
 from deltamem_chat.tui.screens import PromptDialog
 from deltamem_chat.tui.widgets import ChatInput
 
@@ -72,9 +72,8 @@ class SlowEngine(ABEngine):
             yield event
 
 
-class FakeModel:
-    def diagnostics(self) -> dict[str, list[float]]:
-        return {"beta_mean": [0.0, 0.42], "delta_o_ratio": [0.0, 0.031], "state_norm": [0.0, 1.58]}
+#: What the scripted engines report for each memory lane at the end of a turn.
+DIAGNOSTICS = {"beta_mean": 0.42, "delta_o_ratio": 0.031, "state_norm": 1.58}
 
 
 class ScriptedEngine:
@@ -92,7 +91,6 @@ class ScriptedEngine:
         self.lanes["delta"].written_total = written
         self.policy = ContextPolicy.parse("window:1024")
         self.budget = WriteBudget()
-        self.model = FakeModel()
         self.pieces = list(pieces)
         self.prompt_written = prompt_written
         self.hold = hold
@@ -124,6 +122,8 @@ class ScriptedEngine:
             lane.messages.append({"role": "assistant", "content": "".join(self.pieces)})
             lane.turns.append(stats)
             done.stats[name] = stats
+            if lane.memory:
+                done.diagnostics[name] = dict(DIAGNOSTICS)
             yield LaneDone(name, "".join(self.pieces), stats)
         done.written_total = {name: self.lanes[name].written_total for name in names}
         yield done
@@ -458,14 +458,6 @@ def test_feed_joins_token_runs_per_lane_in_order() -> None:
     assert feed.drain() == [TextDelta("frozen", "ab", 2), TextDelta("delta", "x", 1), done,
                             TextDelta("delta", "y", 1)]
     assert feed.drain() == []
-
-
-def test_diagnostics_follow_the_rows_of_the_last_group() -> None:
-    diagnostics = {"beta_mean": [0.1, 0.2], "state_norm": [0.0, 3.0]}
-    assert lane_diagnostics(diagnostics, ["frozen", "delta"], batched=True) == {"beta_mean": 0.2, "state_norm": 3.0}
-    assert lane_diagnostics({"beta_mean": [0.5]}, ["frozen", "delta"], batched=False) == {"beta_mean": 0.5}
-    assert lane_diagnostics({"beta_mean": [0.5]}, ["delta"], batched=True) == {"beta_mean": 0.5}
-    assert lane_diagnostics(diagnostics, ["frozen"], batched=True) == {}
 
 
 def test_markdown_export_lists_each_lane() -> None:

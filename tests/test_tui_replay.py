@@ -60,9 +60,8 @@ def one_torch_thread() -> Iterator[None]:
     torch.set_num_threads(before)
 
 
-class FakeModel:
-    def diagnostics(self) -> dict[str, list[float]]:
-        return {"beta_mean": [0.0, 0.42], "delta_o_ratio": [0.0, 0.031], "state_norm": [0.0, 1.58]}
+#: What the scripted engine reports for each memory lane at the end of a turn.
+DIAGNOSTICS = {"beta_mean": 0.42, "delta_o_ratio": 0.031, "state_norm": 1.58}
 
 
 class ScriptedEngine:
@@ -77,7 +76,6 @@ class ScriptedEngine:
                  fail: Exception | None = None) -> None:
         self.lanes = {name: Lane(name, memory=name != "frozen") for name in LANE_NAMES}
         self.budget = WriteBudget()
-        self.model = FakeModel()
         self.answers = answers
         self.delay = delay
         self.fail = fail
@@ -106,6 +104,9 @@ class ScriptedEngine:
             written = sum(len(message["content"]) for message in unread) if lane.memory else 0
             lane.read_upto, lane.written_total = len(lane.messages), lane.written_total + written
             done.stats[name] = TurnStats(written=written)
+            done.written_total[name] = lane.written_total
+            if lane.memory:
+                done.diagnostics[name] = dict(DIAGNOSTICS)
         return done
 
     def turn(self, user_text: str, settings: GenerationSettings | None = None, *,
@@ -141,6 +142,9 @@ class ScriptedEngine:
             lane.messages.append({"role": "assistant", "content": text})
             lane.read_upto = len(lane.messages)
             done.stats[name] = stats
+            done.written_total[name] = lane.written_total
+            if lane.memory:
+                done.diagnostics[name] = dict(DIAGNOSTICS)
             yield LaneDone(name, text, stats)
         yield done
 

@@ -19,20 +19,25 @@ from textual.widgets import Footer, Input
 
 from deltamem.context import ContextPolicy, PolicyError
 from deltamem.files import atomic_write_text
-from deltamem.runtime.contract import GenerationSettings, LaneDone, SessionIdentity, TurnDone
-from deltamem.runtime.engine import ABEngine
-from deltamem.runtime.session_io import load_session, save_session
+from deltamem.runtime.contract import (
+    DELTA,
+    FROZEN,
+    LANE_TITLES,
+    Engine,
+    GenerationSettings,
+    LaneDone,
+    SessionIdentity,
+    TurnDone,
+)
 from deltamem_chat.text import stamp
 from deltamem_chat.tui.commands import ChatCommands
 from deltamem_chat.tui.export import conversation_markdown
-from deltamem_chat.tui.feed import TextDelta, TurnFailed, TurnFeed, TurnFinished, lane_diagnostics
+from deltamem_chat.tui.feed import TextDelta, TurnFailed, TurnFeed
 from deltamem_chat.tui.screens import PromptDialog
 from deltamem_chat.tui.widgets import BudgetMeter, ChatInput, LanePane, StatusBar
 
 #: How often streamed text reaches the screen (seconds): fast enough to look live, slow enough to keep typing smooth.
 FRAME_S = 0.05
-
-LANE_TITLES = {"frozen": "frozen", "delta": "δ-mem"}
 
 #: Actions that read or change the engine: unavailable while a turn runs.
 ENGINE_ACTIONS = frozenset({"reset_memory", "new_conversation", "save_session", "load_session", "export",
@@ -68,7 +73,7 @@ class DeltaMemChatApp(App[None]):
         Binding("ctrl+q", "quit", "quit", priority=True),
     ]
 
-    def __init__(self, engine: ABEngine, *, title_info: dict[str, str], identity: SessionIdentity | None,
+    def __init__(self, engine: Engine, *, title_info: dict[str, str], identity: SessionIdentity | None,
                  settings: GenerationSettings, intro: str | None = None) -> None:
         """`title_info` is shown in order in the status bar (models, device); its `policy` follows the engine's.
 
@@ -88,7 +93,7 @@ class DeltaMemChatApp(App[None]):
 
     # ------------------------------------------------------------------------------------------ layout
     def compose(self) -> ComposeResult:
-        titles = {name: LANE_TITLES.get(name, name) for name in self.engine.lanes}
+        titles = {name: LANE_TITLES.get(name, name) for name in self.engine.lane_names}
         yield StatusBar(self.info, titles, id="status")
         with Horizontal(id="lanes"):
             for name, title in titles.items():
@@ -131,7 +136,7 @@ class DeltaMemChatApp(App[None]):
 
     def send(self, text: str) -> None:
         """Send a message to every active lane and start streaming their replies."""
-        lanes = [name for name in self.engine.lanes if name != "frozen" or self.frozen_on]
+        lanes = [name for name in self.engine.lane_names if name != FROZEN or self.frozen_on]
         panes = self.panes
         for name in lanes:
             panes[name].add_user(text)
@@ -146,11 +151,7 @@ class DeltaMemChatApp(App[None]):
         """Consume the engine's events off the UI thread; every failure becomes a feed item, never a crash."""
         try:
             for event in self.engine.turn(text, self.settings, lanes=lanes, cancel=cancel):
-                if isinstance(event, TurnDone):
-                    diagnostics = lane_diagnostics(self.engine.model.diagnostics(), lanes, self.engine.batched)
-                    self._feed.put(TurnFinished(diagnostics))
-                else:
-                    self._feed.put(event)
+                self._feed.put(event)
         except Exception as exc:  # shown to the user; the engine's own cleanup has already run
             self._feed.put(TurnFailed(exc))
 
@@ -163,23 +164,25 @@ class DeltaMemChatApp(App[None]):
         for item in self._feed.drain():
             if isinstance(item, TextDelta):
                 panes[item.lane].append(item.text)
-                if item.lane == "delta":
+                if item.lane == DELTA:
                     turn.streamed += item.tokens
             elif isinstance(item, LaneDone):
                 panes[item.lane].finish_reply(item.stats, text=item.text)
                 self.query_one(StatusBar).set_lane(item.lane, item.stats)
-            elif isinstance(item, TurnFinished):
-                self._end_turn(turn, item.diagnostics)
+            elif isinstance(item, TurnDone):
+                self._end_turn(turn, item)
                 return
             else:
                 self._fail_turn(turn, item.error)
                 return
-        if "delta" in turn.lanes:
+        if DELTA in turn.lanes:
             # Every generated token is written; the prompt's writes are counted when the turn ends.
             self._show_budget(turn.written_before + turn.streamed, turn.streamed, estimated=True)
 
-    def _end_turn(self, turn: _Turn, diagnostics: dict[str, float] | None) -> None:
-        written = self._written()
+    def _end_turn(self, turn: _Turn, done: TurnDone | None) -> None:
+        """Show the exact meter: from the turn's `TurnDone`, or, after a failure, as the engine's cleanup left it."""
+        written = done.written_total.get(DELTA, turn.written_before) if done is not None else self._written()
+        diagnostics = done.diagnostics.get(DELTA, {}) if done is not None else None
         self._show_budget(written, written - turn.written_before, diagnostics)
         self._turn = None
         self._pump.pause()
@@ -204,8 +207,7 @@ class DeltaMemChatApp(App[None]):
 
     # ------------------------------------------------------------------------------------------ memory
     def _written(self) -> int:
-        delta = self.engine.lanes.get("delta")
-        return delta.written_total if delta else 0
+        return self.engine.lane(DELTA).written_total if DELTA in self.engine.lane_names else 0
 
     def _show_budget(self, written: int, increment: int, diagnostics: dict[str, float] | None = None, *,
                      estimated: bool = False) -> None:
@@ -216,24 +218,25 @@ class DeltaMemChatApp(App[None]):
     def _show_conversation(self) -> None:
         """Redraw both panes and the meter from the engine (at start, after a load or a reset)."""
         for name, pane in self.panes.items():
+            messages = self.engine.lane(name).messages
             pane.clear()
-            if self.intro and not self.engine.lanes[name].messages:
+            if self.intro and not messages:
                 pane.add_note(self.intro)
-            for message in self.engine.lanes[name].messages:
+            for message in messages:
                 if message["role"] == "user":
                     pane.add_user(message["content"])
                 elif message["role"] == "assistant":
                     pane.add_assistant(message["content"])
         status = self.query_one(StatusBar)
-        for name in self.engine.lanes:
+        for name in self.engine.lane_names:
             status.set_lane(name, None)
         status.set_info("policy", str(self.engine.policy))
         self._show_budget(self._written(), 0, {})
 
     def action_reset_memory(self) -> None:
         self.engine.reset_memory()
-        if "delta" in self.panes:
-            self.panes["delta"].add_note("memory reset: δ-mem continues from an empty state")
+        if DELTA in self.panes:
+            self.panes[DELTA].add_note("memory reset: δ-mem continues from an empty state")
         self._show_budget(0, 0, {})
         self.notify("Memory reset: the conversation stays, the memory is empty.")
 
@@ -263,7 +266,7 @@ class DeltaMemChatApp(App[None]):
         if folder is None or self.identity is None:
             return
         try:
-            path = save_session(self.engine, Path(folder).expanduser(), self.identity)
+            path = self.engine.save(Path(folder).expanduser(), self.identity)
         except Exception as exc:  # disk full, permissions, a file where the folder should be
             self._report("Could not save the session", exc)
             return
@@ -279,7 +282,7 @@ class DeltaMemChatApp(App[None]):
         if folder is None or self.identity is None:
             return
         try:
-            load_session(self.engine, Path(folder).expanduser(), self.identity)
+            self.engine.load(Path(folder).expanduser(), self.identity)
         except Exception as exc:  # SessionError says which file and field; anything else is shown as it is
             self._report("Could not load the session", exc)
             return
@@ -323,9 +326,9 @@ class DeltaMemChatApp(App[None]):
         self.notify(f"Context policy: {policy}")
 
     def action_toggle_frozen(self) -> None:
-        if "frozen" not in self.panes:
+        if FROZEN not in self.panes:
             return
         self.frozen_on = not self.frozen_on
-        self.panes["frozen"].set_paused(not self.frozen_on)
-        self.query_one(StatusBar).set_paused("frozen", not self.frozen_on)
+        self.panes[FROZEN].set_paused(not self.frozen_on)
+        self.query_one(StatusBar).set_paused(FROZEN, not self.frozen_on)
         self.notify("Frozen lane on." if self.frozen_on else "Frozen lane paused: δ-mem answers alone.")

@@ -22,13 +22,13 @@ from textual.content import Content
 from textual.widgets import Footer, Static
 
 from deltamem.files import atomic_write_text
-from deltamem.runtime.contract import LaneDone, SessionIdentity, TurnStats
+from deltamem.runtime.contract import DELTA, LANE_TITLES, LaneDone, SessionIdentity, TurnStats
 from deltamem_chat.replay import ReplayRunner, StepFinished, StepRecord, StepStarted, build_report, to_markdown
 from deltamem_chat.replay.report import write_json
 from deltamem_chat.scoring import ProbeScore, summarise
 from deltamem_chat.text import stamp
-from deltamem_chat.tui.app import FRAME_S, LANE_TITLES
-from deltamem_chat.tui.feed import TextDelta, lane_diagnostics
+from deltamem_chat.tui.app import FRAME_S
+from deltamem_chat.tui.feed import TextDelta
 from deltamem_chat.tui.replay.commands import ReplayCommands
 from deltamem_chat.tui.replay.feed import JobEnded, JobFailed, ReplayFeed, Restarted, Stepped
 from deltamem_chat.tui.replay.summary import SummaryScreen, SummaryView
@@ -100,7 +100,7 @@ class ReplayApp(App[None]):
         self.total = len(runner.transcript.items)
         self.regenerate = runner.regenerate
         self.budget = runner.engine.budget
-        self.titles = {name: LANE_TITLES.get(name, name) for name in runner.engine.lanes}
+        self.titles = {name: LANE_TITLES.get(name, name) for name in runner.engine.lane_names}
         self.transcript_title = str(config.get("title") or Path(str(config.get("transcript", "transcript"))).name)
         # The UI's own copy of the progress, updated from the feed: the runner's belongs to the worker.
         self.records: list[StepRecord] = list(runner.records)
@@ -274,19 +274,15 @@ class ReplayApp(App[None]):
             while (runner.position < job.target and not runner.finished
                    and not job.cancel.is_set() and not job.pause.is_set()):
                 for event in runner.step(job.cancel):
-                    self._feed.put(Stepped(event.record, *self._memory()) if isinstance(event, StepFinished)
-                                   else event)
+                    if isinstance(event, StepFinished):
+                        memory = event.memory
+                        self._feed.put(Stepped(event.record, dict(memory.written_total), dict(memory.diagnostics)))
+                    else:
+                        self._feed.put(event)
         except Exception as exc:  # shown to the user; the item was not recorded
             self._feed.put(JobFailed(exc))
         else:
             self._feed.put(JobEnded())
-
-    def _memory(self) -> tuple[int, dict[str, float]]:
-        """The δ-mem lane's written total and diagnostics; on the worker thread, between items."""
-        engine = self.runner.engine
-        lane = engine.lanes.get("delta")
-        diagnostics = lane_diagnostics(engine.model.diagnostics(), self.lanes, engine.batched)
-        return (lane.written_total if lane else 0), diagnostics
 
     # ------------------------------------------------------------------------------------------ feed
     def _drain(self) -> None:
@@ -299,7 +295,7 @@ class ReplayApp(App[None]):
                 self._begin(item.record)
             elif isinstance(item, TextDelta):
                 self.panes[item.lane].append(item.text)
-                if item.lane == "delta":
+                if item.lane == DELTA:
                     job.streamed += item.tokens
             elif isinstance(item, LaneDone):
                 self._stats[item.lane] = item.stats
@@ -361,8 +357,9 @@ class ReplayApp(App[None]):
                 pane.mount(Static(Content("⚑ lanes differ"), classes="note flag"))
         if outcome is not None:
             self._show_scores()
-        self._show_budget(item.written, item.written - job.written_before, item.diagnostics)
-        self.written = job.written_before = item.written
+        written = item.written_total.get(DELTA, job.written_before)
+        self._show_budget(written, written - job.written_before, item.diagnostics.get(DELTA, {}))
+        self.written = job.written_before = written
         job.streamed = 0
         if job.kind == "jump":
             self._set_state(f"jumping to {job.target} · {self.position}/{job.target}")

@@ -16,11 +16,12 @@ from deltamem_chat.tui.feed import TextDelta, TurnFeed
 
 @dataclass
 class Stepped:
-    """An item is done: its record, and the δ-mem lane's exact write count and diagnostics right after it."""
+    """An item is done: its record, and what the engine reported at its end (each lane's exact written total right
+    after it, the memory lanes' diagnostics)."""
 
     record: StepRecord
-    written: int
-    diagnostics: dict[str, float]
+    written_total: dict[str, int]
+    diagnostics: dict[str, dict[str, float]]
 
 
 @dataclass
