@@ -97,7 +97,7 @@ class DeltaMemChatApp(App[None]):
         yield StatusBar(self.info, titles, id="status")
         with Horizontal(id="lanes"):
             for name, title in titles.items():
-                yield LanePane(name, title, id=f"lane-{name}")
+                yield LanePane(name, title, memory=self.engine.lane(name).memory, id=f"lane-{name}")
         yield BudgetMeter(id="meter")
         yield ChatInput(id="message")
         yield Footer()

@@ -122,10 +122,10 @@ class ReplayApp(App[None]):
 
     # ------------------------------------------------------------------------------------------ layout
     def compose(self) -> ComposeResult:
-        yield StatusBar(self.info, self.titles, id="replay-status")
+        yield StatusBar(self.info, self.titles, id="replay-status", classes="-clipped")
         with Horizontal(id="lanes"):
             for name, title in self.titles.items():
-                yield LanePane(name, title, id=f"lane-{name}")
+                yield LanePane(name, title, memory=self.runner.engine.lane(name).memory, id=f"lane-{name}")
         yield BudgetMeter(id="meter")
         yield Footer()
 

@@ -47,6 +47,45 @@ def verdict_parts(hit: bool, f1: float) -> list[tuple[str, str]]:
 class SummaryScreen(Screen[None]):
     """Recall and mean F1 per lane, written tokens against the horizon, then the probes, differing ones first."""
 
+    DEFAULT_CSS = """
+    SummaryScreen #summary {
+        padding: 0 1;
+    }
+
+    SummaryScreen #summary-heading {
+        margin: 1 0;
+    }
+
+    SummaryScreen #summary-lanes {
+        height: auto;
+        margin-bottom: 1;
+        padding: 0 1;
+    }
+
+    SummaryScreen #summary-probes {
+        height: 1fr;
+        border: round $primary;
+        border-title-style: bold;
+        padding: 0 1;
+        scrollbar-size-vertical: 1;
+    }
+
+    SummaryScreen .summary-probe {
+        margin-top: 1;
+        padding: 0 1;
+        border-left: outer $primary 50%;
+    }
+
+    SummaryScreen .summary-probe.-differs {
+        border-left: outer $warning;
+    }
+
+    SummaryScreen .summary-empty {
+        margin-top: 1;
+        color: $text-muted;
+    }
+    """
+
     BINDINGS = [Binding("escape,s", "close", "back to the replay")]
 
     def __init__(self, view: SummaryView) -> None:
