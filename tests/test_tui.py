@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import threading
 import time
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -16,7 +16,7 @@ from textual.pilot import Pilot
 from textual.widgets import Input
 
 from deltamem import DeltaMemConfig, DeltaMemModel, OffTrainedDefaultsWarning
-from deltamem.context import ContextPolicy, WriteBudget
+from deltamem.context import ContextPolicy
 from deltamem.runtime.contract import (
     LANE_NAMES,
     Event,
@@ -25,11 +25,9 @@ from deltamem.runtime.contract import (
     LaneView,
     SessionIdentity,
     TokenEvent,
-    TurnDone,
     TurnStats,
 )
 from deltamem.runtime.engine import ABEngine
-from deltamem.runtime.lanes import Lane
 from deltamem.runtime.loading import LoadedModel, choose_runtime
 from deltamem.runtime.offline_tokenizer import byte_chatml_tokenizer
 from deltamem.shapes import random_backbone, randomize_adapter
@@ -38,6 +36,7 @@ from deltamem_chat.tui.export import conversation_markdown
 from deltamem_chat.tui.feed import TextDelta, TurnFeed
 from deltamem_chat.tui.screens import PromptDialog
 from deltamem_chat.tui.widgets import ChatInput
+from tests.doubles import ScriptedEngine
 
 SIZE = (120, 40)
 INFO = {"models": "tiny random + random adapter", "device": "cpu · float32 · sdpa"}
@@ -72,80 +71,14 @@ class SlowEngine(ABEngine):
             yield event
 
 
-#: What the scripted engines report for each memory lane at the end of a turn.
-DIAGNOSTICS = {"beta_mean": 0.42, "delta_o_ratio": 0.031, "state_norm": 1.58}
+#: What the scripted engine's lanes say, piece by piece, unless a test chooses.
+HELLO = ("Hello", ",", " Ada", ".")
 
 
-class ScriptedEngine:
-    """Stands in for `ABEngine` where the model does not matter: fixed replies, fixed stats, optional hold or error.
-
-    With `hold`, the turn stops after streaming `pieces` and waits until `release` (or the app's cancel) is set, so
-    a screenshot sees a fixed mid-stream state.
-    """
-
-    batched = True
-
-    def __init__(self, pieces: Sequence[str] = ("Hello", ",", " Ada", "."), *, prompt_written: int = 30,
-                 written: int = 0, hold: bool = False, fail: Exception | None = None) -> None:
-        self.lanes = {name: Lane(name, memory=name != "frozen") for name in LANE_NAMES}
-        self.lanes["delta"].written_total = written
-        self.policy = ContextPolicy.parse("window:1024")
-        self.budget = WriteBudget()
-        self.pieces = list(pieces)
-        self.prompt_written = prompt_written
-        self.hold = hold
-        self.fail = fail
-        self.holding = threading.Event()
-        self.release = threading.Event()
-
-    def turn(self, user_text: str, settings: GenerationSettings | None = None, *,
-             lanes: Sequence[str] | None = None, cancel: threading.Event | None = None) -> Iterator[Event]:
-        names = list(lanes or self.lanes)
-        for name in names:
-            self.lanes[name].messages.append({"role": "user", "content": user_text})
-        for index, piece in enumerate(self.pieces):
-            for name in names:
-                yield TokenEvent(name, piece, index)
-        if self.hold:
-            self.holding.set()
-            while not self.release.wait(0.01) and not (cancel and cancel.is_set()):
-                pass
-        if self.fail is not None:
-            raise self.fail
-        done = TurnDone()
-        for name in names:
-            lane = self.lanes[name]
-            stats = TurnStats(tokens=len(self.pieces), ttft_s=0.05, tokens_per_s=25.0, seconds=0.2)
-            if lane.memory:
-                stats.written = self.prompt_written + len(self.pieces)
-                lane.written_total += stats.written
-            lane.messages.append({"role": "assistant", "content": "".join(self.pieces)})
-            lane.turns.append(stats)
-            done.stats[name] = stats
-            if lane.memory:
-                done.diagnostics[name] = dict(DIAGNOSTICS)
-            yield LaneDone(name, "".join(self.pieces), stats)
-        done.written_total = {name: self.lanes[name].written_total for name in names}
-        yield done
-
-    @property
-    def lane_names(self) -> tuple[str, ...]:
-        return tuple(self.lanes)
-
-    def lane(self, name: str) -> LaneView:
-        lane = self.lanes[name]
-        return LaneView(name, lane.memory, tuple(lane.messages), lane.written_total)
-
-    def reset(self) -> None:
-        for lane in self.lanes.values():
-            lane.clear()
-
-    def reset_memory(self) -> None:
-        for lane in self.lanes.values():
-            lane.written_total = 0
-
-    def set_policy(self, policy: ContextPolicy) -> None:
-        self.policy = policy
+def scripted(pieces: Sequence[str] = HELLO, *, prompt_written: int = 30, **kwargs: Any) -> ScriptedEngine:
+    """The engine double for the chat: every lane streams `pieces`; a memory lane writes the prompt, then a piece a
+    token."""
+    return ScriptedEngine(pieces=pieces, prompt_written=prompt_written, **kwargs)
 
 
 class RecordingApp(DeltaMemChatApp):
@@ -335,7 +268,7 @@ def test_policy_switch_and_frozen_toggle() -> None:
 
 
 def test_export_writes_both_lanes(tmp_path: Path) -> None:
-    engine = ScriptedEngine()
+    engine = scripted()
     app = RecordingApp(engine)
     target = tmp_path / "out" / "chat.md"
 
@@ -354,7 +287,7 @@ def test_export_writes_both_lanes(tmp_path: Path) -> None:
 
 # -------------------------------------------------------------------------------------- scripted engine
 def test_streaming_shows_partial_replies_and_engine_actions_wait() -> None:
-    engine = ScriptedEngine(hold=True)
+    engine = scripted(hold=True)
     app = RecordingApp(engine)
 
     async def scenario(pilot: Pilot) -> None:
@@ -374,7 +307,7 @@ def test_streaming_shows_partial_replies_and_engine_actions_wait() -> None:
 
 
 def test_palette_runs_chat_commands() -> None:
-    engine = ScriptedEngine(written=500)
+    engine = scripted(written=500)
     app = RecordingApp(engine)
 
     async def scenario(pilot: Pilot) -> None:
@@ -390,7 +323,7 @@ def test_palette_runs_chat_commands() -> None:
 
 
 def test_an_engine_error_is_a_notification_and_the_app_goes_on() -> None:
-    engine = ScriptedEngine(fail=RuntimeError("CUDA out of memory [simulated]"))
+    engine = scripted(fail=RuntimeError("CUDA out of memory [simulated]"))
     app = RecordingApp(engine)
 
     async def scenario(pilot: Pilot) -> None:
@@ -405,7 +338,7 @@ def test_an_engine_error_is_a_notification_and_the_app_goes_on() -> None:
 
 
 def test_panes_follow_the_stream_only_while_at_the_bottom() -> None:
-    engine = ScriptedEngine(pieces=[f"line {i}\n" for i in range(40)])
+    engine = scripted(pieces=[f"line {i}\n" for i in range(40)])
     app = RecordingApp(engine)
 
     async def scenario(pilot: Pilot) -> None:
@@ -474,7 +407,7 @@ def steady_cursor(pilot: Pilot) -> None:
 
 
 def test_snapshot_mid_stream(snap_compare: Callable[..., bool]) -> None:
-    engine = ScriptedEngine(pieces=("The capital", " of France", " is Paris", "; you told me", " your name is"),
+    engine = scripted(pieces=("The capital", " of France", " is Paris", "; you told me", " your name is"),
                             hold=True)
     engine.lanes["delta"].written_total = 120
     app = RecordingApp(engine)
@@ -494,7 +427,7 @@ def test_snapshot_mid_stream(snap_compare: Callable[..., bool]) -> None:
 
 
 def test_snapshot_budget_warning(snap_compare: Callable[..., bool]) -> None:
-    engine = ScriptedEngine(written=8150, prompt_written=96)
+    engine = scripted(written=8150, prompt_written=96)
     app = RecordingApp(engine)
 
     async def run_before(pilot: Pilot) -> None:

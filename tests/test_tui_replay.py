@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -17,19 +16,10 @@ from textual.pilot import Pilot
 from textual.widgets import Input
 from typer.testing import CliRunner
 
-from deltamem.context import WriteBudget
 from deltamem.runtime.contract import (
-    LANE_NAMES,
-    Event,
     GenerationSettings,
-    LaneDone,
-    LaneView,
     SessionIdentity,
-    TokenEvent,
-    TurnDone,
-    TurnStats,
 )
-from deltamem.runtime.lanes import Lane
 from deltamem_chat.replay import ReplayRunner
 from deltamem_chat.transcripts import load_transcript
 from deltamem_chat.tui import ReplayApp, run_replay
@@ -37,6 +27,7 @@ from deltamem_chat.tui.replay import SummaryScreen
 from deltamem_chat.tui.screens import PromptDialog
 from deltamem_chat.tui.widgets import LanePane
 from tests.conftest import make_engine
+from tests.doubles import ScriptedEngine
 
 SIZE = (120, 40)
 SMALL = Path(__file__).parent / "fixtures" / "replay_small.jsonl"
@@ -60,101 +51,9 @@ def one_torch_thread() -> Iterator[None]:
     torch.set_num_threads(before)
 
 
-#: What the scripted engine reports for each memory lane at the end of a turn.
-DIAGNOSTICS = {"beta_mean": 0.42, "delta_o_ratio": 0.031, "state_norm": 1.58}
-
-
-class ScriptedEngine:
-    """Stands in for `ABEngine` under a real `ReplayRunner`: chosen answers, fixed stats, one write per character.
-
-    `delay` slows each token (to pause or quit mid-replay); `fail` is raised at the next answer.
-    """
-
-    batched = True
-
-    def __init__(self, answers: Mapping[str, Mapping[str, str]] = ANSWERS, *, delay: float = 0.0,
-                 fail: Exception | None = None) -> None:
-        self.lanes = {name: Lane(name, memory=name != "frozen") for name in LANE_NAMES}
-        self.budget = WriteBudget()
-        self.answers = answers
-        self.delay = delay
-        self.fail = fail
-
-    @property
-    def lane_names(self) -> tuple[str, ...]:
-        return tuple(self.lanes)
-
-    def lane(self, name: str) -> LaneView:
-        lane = self.lanes[name]
-        return LaneView(name, lane.memory, tuple(lane.messages), lane.written_total)
-
-    def reset(self) -> None:
-        for lane in self.lanes.values():
-            lane.clear()
-
-    def add_message(self, role: str, content: str, lanes: Sequence[str] | None = None) -> None:
-        for name in lanes or self.lanes:
-            self.lanes[name].messages.append({"role": role, "content": content})
-
-    def ingest(self, lanes: Sequence[str] | None = None) -> TurnDone:
-        done = TurnDone()
-        for name in lanes or self.lanes:
-            lane = self.lanes[name]
-            unread = lane.messages[lane.read_upto:]
-            written = sum(len(message["content"]) for message in unread) if lane.memory else 0
-            lane.read_upto, lane.written_total = len(lane.messages), lane.written_total + written
-            done.stats[name] = TurnStats(written=written)
-            done.written_total[name] = lane.written_total
-            if lane.memory:
-                done.diagnostics[name] = dict(DIAGNOSTICS)
-        return done
-
-    def turn(self, user_text: str, settings: GenerationSettings | None = None, *,
-             lanes: Sequence[str] | None = None, cancel: threading.Event | None = None) -> Iterator[Event]:
-        self.add_message("user", user_text, lanes)
-        yield from self.respond(settings, lanes=lanes, cancel=cancel)
-
-    def respond(self, settings: GenerationSettings | None = None, *, lanes: Sequence[str] | None = None,
-                cancel: threading.Event | None = None) -> Iterator[Event]:
-        names = list(lanes or self.lanes)
-        asked = self.lanes[names[0]].messages[-1]["content"]
-        if self.fail is not None:
-            raise self.fail
-        words = {name: self.answers.get(asked, {}).get(name, "I do not know.").split(" ") for name in names}
-        said: dict[str, list[str]] = {name: [] for name in names}
-        for index in range(max(len(w) for w in words.values())):
-            if cancel is not None and cancel.is_set():
-                break
-            for name in names:
-                if index < len(words[name]):
-                    piece = (" " if index else "") + words[name][index]
-                    said[name].append(piece)
-                    yield TokenEvent(name, piece, index)
-            time.sleep(self.delay)
-        done = TurnDone()
-        for name in names:
-            lane, text = self.lanes[name], "".join(said[name])
-            stats = TurnStats(tokens=len(said[name]), ttft_s=0.05, tokens_per_s=25.0, seconds=0.2,
-                              cancelled=len(said[name]) < len(words[name]))
-            if lane.memory:
-                stats.written = len(asked) + len(text)
-                lane.written_total += stats.written
-            lane.messages.append({"role": "assistant", "content": text})
-            lane.read_upto = len(lane.messages)
-            done.stats[name] = stats
-            done.written_total[name] = lane.written_total
-            if lane.memory:
-                done.diagnostics[name] = dict(DIAGNOSTICS)
-            yield LaneDone(name, text, stats)
-        yield done
-
-    def checkpoint(self) -> dict[str, Any]:
-        return {name: (list(lane.messages), lane.written_total, lane.read_upto) for name, lane in self.lanes.items()}
-
-    def rollback(self, point: dict[str, Any]) -> None:
-        for name, (messages, written, read_upto) in point.items():
-            lane = self.lanes[name]
-            lane.messages, lane.written_total, lane.read_upto = list(messages), written, read_upto
+def scripted(answers: Mapping[str, Mapping[str, str]] = ANSWERS, **kwargs: Any) -> ScriptedEngine:
+    """The engine double under a real `ReplayRunner`: chosen answers, one write per character read or answered."""
+    return ScriptedEngine(answers, **kwargs)
 
 
 class RecordingApp(ReplayApp):
@@ -176,7 +75,7 @@ def tiny_runner(**kwargs: Any) -> ReplayRunner:
 
 
 def scripted_runner(engine: ScriptedEngine | None = None, **kwargs: Any) -> ReplayRunner:
-    return ReplayRunner(engine or ScriptedEngine(), load_transcript(SMALL), **kwargs)  # type: ignore[arg-type]
+    return ReplayRunner(engine or scripted(), load_transcript(SMALL), **kwargs)
 
 
 def run(app: ReplayApp, scenario: Callable[[Pilot], object]) -> None:
@@ -288,7 +187,7 @@ def test_a_probe_shows_verdicts_and_flags_lanes_that_differ() -> None:
 
 def test_regenerated_turns_stream_each_lanes_own_reply_and_flag_differences() -> None:
     answers = {"My sister is called Maren.": {"frozen": "Nice.", "delta": "Noted."}} | ANSWERS
-    app = RecordingApp(scripted_runner(ScriptedEngine(answers), regenerate=True))
+    app = RecordingApp(scripted_runner(scripted(answers), regenerate=True))
 
     async def scenario(pilot: Pilot) -> None:
         await jump(pilot, 3)
@@ -301,7 +200,7 @@ def test_regenerated_turns_stream_each_lanes_own_reply_and_flag_differences() ->
 
 
 def test_pause_stops_playing_after_the_current_item_and_escape_cancels() -> None:
-    engine = ScriptedEngine({"What is my sister called?": {"frozen": "a " * 200, "delta": "b " * 200}},
+    engine = scripted({"What is my sister called?": {"frozen": "a " * 200, "delta": "b " * 200}},
                             delay=0.01)
     runner = scripted_runner(engine)
     app = RecordingApp(runner)
@@ -351,7 +250,7 @@ def test_export_writes_json_and_markdown(tmp_path: Path, monkeypatch: pytest.Mon
 
 def test_quitting_mid_replay_writes_a_partial_report(tmp_path: Path) -> None:
     report = tmp_path / "partial.json"
-    runner = scripted_runner(ScriptedEngine({"What is my sister called?": {"delta": "b " * 500}}, delay=0.01))
+    runner = scripted_runner(scripted({"What is my sister called?": {"delta": "b " * 500}}, delay=0.01))
     app = RecordingApp(runner, report_path=report)
 
     async def scenario(pilot: Pilot) -> None:
@@ -382,7 +281,7 @@ def test_a_report_that_cannot_be_written_keeps_the_app_open_once(tmp_path: Path)
 
 
 def test_an_engine_error_is_a_notification_and_restart_recovers() -> None:
-    engine = ScriptedEngine(fail=RuntimeError("CUDA out of memory [simulated]"))
+    engine = scripted(fail=RuntimeError("CUDA out of memory [simulated]"))
     runner = scripted_runner(engine)
     app = RecordingApp(runner)
 
