@@ -36,6 +36,9 @@ DIAGNOSTICS = {"beta_mean": 0.42, "delta_o_ratio": 0.031, "state_norm": 1.58}
 #: A lane's answer to a question `answers` does not list.
 UNKNOWN = "I do not know."
 
+#: The longest a held turn waits for its release or its cancel.
+HOLD_LIMIT_S = 30.0
+
 
 @dataclass
 class ScriptedLane:
@@ -131,8 +134,10 @@ class ScriptedEngine:
             time.sleep(self.delay)
         if self.hold:
             self.holding.set()
+            deadline = time.monotonic() + HOLD_LIMIT_S
             while not self.release.wait(0.01) and not (cancel is not None and cancel.is_set()):
-                pass
+                if time.monotonic() > deadline:  # nothing let it go: a test failing, not hanging
+                    break
         if self.fail is not None:
             raise self.fail
         done = TurnDone()

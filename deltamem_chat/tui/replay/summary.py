@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -18,6 +19,8 @@ from textual.widgets import Footer, Static
 
 from deltamem_chat.scoring import ProbeOutcome, ScoreSummary
 from deltamem_chat.text import one_line
+from deltamem_chat.tui.commands import PaletteCommands
+from deltamem_chat.tui.replay.commands import SUMMARY_COMMANDS
 
 #: How long an answer may be on the summary before it is cut (the report keeps it whole).
 ANSWER_CHARS = 200
@@ -25,7 +28,8 @@ ANSWER_CHARS = 200
 
 @dataclass(frozen=True)
 class SummaryView:
-    """What the summary shows, gathered by the app from the records it has seen (never from the running runner)."""
+    """What the summary shows, gathered by the replay screen from the records it has seen (never from the running
+    runner)."""
 
     title: str
     summary: ScoreSummary
@@ -45,7 +49,10 @@ def verdict_parts(hit: bool, f1: float) -> list[tuple[str, str]]:
 
 
 class SummaryScreen(Screen[None]):
-    """Recall and mean F1 per lane, written tokens against the horizon, then the probes, differing ones first."""
+    """Recall and mean F1 per lane, written tokens against the horizon, then the probes, differing ones first.
+
+    Over the replay screen, which keeps running: exporting the report and quitting are passed down to it.
+    """
 
     DEFAULT_CSS = """
     SummaryScreen #summary {
@@ -86,11 +93,20 @@ class SummaryScreen(Screen[None]):
     }
     """
 
-    BINDINGS = [Binding("escape,s", "close", "back to the replay")]
+    COMMANDS = {PaletteCommands}
+    PALETTE = SUMMARY_COMMANDS
+    BINDINGS = [
+        Binding("escape,s", "close", "back to the replay"),
+        Binding("e", "export", "export"),
+        Binding("q", "quit", "quit"),
+    ]
+    #: The actions the replay screen underneath runs.
+    PASSED_DOWN = frozenset({"export", "quit"})
 
-    def __init__(self, view: SummaryView) -> None:
+    def __init__(self, view: SummaryView, replay: Screen[Any]) -> None:
         super().__init__(id="summary-screen")
         self.view = view
+        self.replay = replay
 
     def compose(self) -> ComposeResult:
         view = self.view
@@ -106,8 +122,19 @@ class SummaryScreen(Screen[None]):
                     yield Static("No probe replayed yet.", classes="summary-empty")
         yield Footer()
 
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action in self.PASSED_DOWN:
+            return self.replay.check_action(action, parameters)
+        return True
+
     def action_close(self) -> None:
         self.dismiss(None)
+
+    async def action_export(self) -> None:
+        await self.replay.run_action("export")
+
+    async def action_quit(self) -> None:
+        await self.replay.run_action("quit")
 
     def _heading(self) -> Content:
         view = self.view

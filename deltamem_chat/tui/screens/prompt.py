@@ -73,5 +73,9 @@ class PromptDialog(ModalScreen[str | None]):
     def action_cancel(self) -> None:
         self.dismiss(None)
 
+    @property
+    def answer(self) -> Input:
+        return self.query_one("#answer", Input)
+
     def _answer(self) -> None:
-        self.dismiss(self.query_one("#answer", Input).value.strip() or None)
+        self.dismiss(self.answer.value.strip() or None)
