@@ -346,7 +346,7 @@ def test_feed_joins_token_runs_per_lane_in_order() -> None:
 
 def test_quitting_mid_turn_stops_the_turn() -> None:
     engine = scripted(hold=True)
-    app, chat = chat_app(engine)
+    app, _ = chat_app(engine)
 
     async def scenario(pilot: Pilot) -> None:
         await pilot.press(*"hi", "enter")
@@ -442,7 +442,7 @@ def test_snapshot_mid_stream(snap_compare: Callable[..., bool]) -> None:
 
 def test_snapshot_budget_warning(snap_compare: Callable[..., bool]) -> None:
     engine = scripted(written=8150, prompt_written=96)
-    app, chat = chat_app(engine)
+    app, _ = chat_app(engine)
 
     async def run_before(pilot: Pilot) -> None:
         await say(pilot, "Still there?")

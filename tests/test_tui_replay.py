@@ -220,9 +220,25 @@ def test_quitting_mid_replay_writes_a_partial_report(tmp_path: Path) -> None:
     assert app.return_code == 0
 
 
+def test_the_summary_passes_export_and_quit_to_the_replay(tmp_path: Path) -> None:
+    report = tmp_path / "done.json"
+    app, _ = replay_app(scripted_runner(), report_path=report)
+
+    async def scenario(pilot: Pilot) -> None:
+        await press(pilot, "p")
+        summary = app.screen
+        assert isinstance(summary, SummaryScreen) and summary.check_action("export", ()) is True
+        assert [entry[1] for entry in summary.PALETTE] == ["export"]
+        await pilot.press("q")
+        await until(pilot, lambda: not app.is_running)
+
+    run(app, scenario)
+    assert json.loads(report.read_text(encoding="utf-8"))["partial"] is False and app.return_code == 0
+
+
 def test_a_report_that_cannot_be_written_keeps_the_app_open_once(tmp_path: Path) -> None:
     (tmp_path / "file").write_text("not a folder")
-    app, replay = replay_app(scripted_runner(), report_path=tmp_path / "file" / "report.json")
+    app, _ = replay_app(scripted_runner(), report_path=tmp_path / "file" / "report.json")
 
     async def scenario(pilot: Pilot) -> None:
         await press(pilot, "n")
@@ -257,7 +273,7 @@ def test_an_engine_error_is_a_notification_and_restart_recovers() -> None:
 
 def test_palette_runs_replay_commands() -> None:
     runner = scripted_runner()
-    app, replay = replay_app(runner)
+    app, _ = replay_app(runner)
 
     async def scenario(pilot: Pilot) -> None:
         await pilot.press("ctrl+p")
@@ -289,7 +305,7 @@ def test_the_replay_command_opens_the_screen(tiny_model_dirs: tuple[Path, Path],
 
 # -------------------------------------------------------------------------------------- snapshots
 def test_snapshot_at_a_probe(snap_compare: Callable[..., bool]) -> None:
-    app, replay = replay_app(scripted_runner())
+    app, _ = replay_app(scripted_runner())
 
     async def run_before(pilot: Pilot) -> None:
         await jump(pilot, FIRST_PROBE)
@@ -299,7 +315,7 @@ def test_snapshot_at_a_probe(snap_compare: Callable[..., bool]) -> None:
 
 
 def test_snapshot_summary(snap_compare: Callable[..., bool]) -> None:
-    app, replay = replay_app(scripted_runner())
+    app, _ = replay_app(scripted_runner())
 
     async def run_before(pilot: Pilot) -> None:
         await press(pilot, "p")
