@@ -239,3 +239,28 @@ def test_a_locomo_replay_asks_with_the_official_wording_and_reports_its_score(ti
     assert set(delta["categories"]) == {"2", "5"} and 0.0 <= delta["score"] <= 1.0
     bad, _, _ = _replay(tiny_model_dirs, tmp_path, "--protocol", "nope", file=path, name="bad")
     assert bad.exit_code != 0 and "--protocol" in bad.output
+
+
+def test_one_line_collapses_whitespace_and_cuts_with_an_ellipsis() -> None:
+    from deltamem_chat.text import one_line
+
+    assert one_line("  a\n b\tc ", 10) == "a b c"
+    assert one_line("abcdefghij", 10) == "abcdefghij" and one_line("abcdefghijk", 10) == "abcdefghi…"
+
+
+def test_each_finished_step_reports_the_memory_as_the_engine_left_it() -> None:
+    from deltamem_chat.replay import StepFinished
+    from deltamem_chat.transcripts import load_transcript
+
+    transcript = load_transcript(SMALL)
+    engine = make_engine(policy="window:120")
+    runner = ReplayRunner(engine, transcript, settings=GenerationSettings(max_new_tokens=4))
+    finished = [event for event in runner.run_to(len(transcript.items)) if isinstance(event, StepFinished)]
+    assert len(finished) == len(transcript.items)
+    totals = [event.memory.written_total["delta"] for event in finished]
+    assert totals == sorted(totals) and totals[-1] == engine.lanes["delta"].written_total > 0
+    for before, event in zip([0, *totals], finished):
+        if event.record.kind == "probe":
+            assert event.memory.written_total["delta"] == before  # rolled back with the probe
+        assert set(event.memory.diagnostics) == {"delta"}
+        assert set(event.memory.diagnostics["delta"]) == {"beta_mean", "delta_o_ratio", "state_norm"}

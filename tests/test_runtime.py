@@ -216,3 +216,17 @@ def test_lanes_moving_between_groups_never_use_a_stale_cache() -> None:
                                     pad_token_id=engine.tokenizer.pad_token_id)
     assert replies["frozen"].text == engine.tokenizer.decode(out[0, len(prompt):], skip_special_tokens=True)
     assert engine.lanes["delta"].written_total == _rendered_length(engine, "delta")
+
+
+@pytest.mark.parametrize("batched", [True, False])
+def test_turn_done_carries_the_memory_lanes_diagnostics_by_name(batched: bool) -> None:
+    """The model's rows follow the last group it ran (every lane batched, the last lane alone one after the other);
+    the engine maps them to lane names, so `TurnDone.diagnostics` holds the memory lanes only."""
+    engine = make_engine(batched=batched)
+    done = list(engine.turn("My name is Ada.", GenerationSettings(max_new_tokens=3)))[-1]
+    rows = engine.model.diagnostics()
+    row = 1 if batched else 0
+    assert done.diagnostics == {"delta": {key: pytest.approx(values[row]) for key, values in rows.items()}}
+    assert done.written_total == {name: engine.lanes[name].written_total for name in engine.lanes}
+    frozen_only = list(engine.turn("Hello.", GenerationSettings(max_new_tokens=2), lanes=["frozen"]))[-1]
+    assert frozen_only.diagnostics == {} and set(frozen_only.written_total) == {"frozen"}

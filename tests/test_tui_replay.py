@@ -2,43 +2,34 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
-import threading
-import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 import pytest
-import torch
 from textual.command import CommandPalette
 from textual.pilot import Pilot
-from textual.widgets import Input
 from typer.testing import CliRunner
 
-from deltamem.context import WriteBudget
-from deltamem.runtime.contract import (
-    LANE_NAMES,
-    Event,
-    GenerationSettings,
-    LaneDone,
-    LaneView,
-    SessionIdentity,
-    TokenEvent,
-    TurnDone,
-    TurnStats,
-)
-from deltamem.runtime.lanes import Lane
+from deltamem.runtime.contract import GenerationSettings, SessionIdentity
 from deltamem_chat.replay import ReplayRunner
 from deltamem_chat.transcripts import load_transcript
-from deltamem_chat.tui import ReplayApp, run_replay
+from deltamem_chat.tui import DeltaMemApp, ReplayScreen, run_replay
 from deltamem_chat.tui.replay import SummaryScreen
-from deltamem_chat.tui.screens import PromptDialog
-from deltamem_chat.tui.widgets import LanePane
 from tests.conftest import make_engine
+from tests.doubles import ScriptedEngine
+from tests.tui_harness import (  # noqa: F401 (one_torch_thread: an autouse fixture)
+    SIZE,
+    RecordingApp,
+    one_torch_thread,
+    open_dialog,
+    press,
+    run,
+    texts,
+    until,
+)
 
-SIZE = (120, 40)
 SMALL = Path(__file__).parent / "fixtures" / "replay_small.jsonl"
 IDENTITY = SessionIdentity("tiny/base", "tiny/adapter")
 CONFIG = {"transcript": str(SMALL), "title": "Small replay", "device": "cpu", "dtype": "float32",
@@ -51,118 +42,15 @@ ANSWERS = {"What is my sister called?": {"frozen": "I do not know.", "delta": "H
            "Where does my sister live?": {"frozen": "In Tromso.", "delta": "She lives in Tromso."}}
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread() -> Iterator[None]:
-    """The tiny model gains nothing from threads, and on a shared 2-core machine they spin against each other."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+def scripted(answers: Mapping[str, Mapping[str, str]] = ANSWERS, **kwargs: Any) -> ScriptedEngine:
+    """The engine double under a real `ReplayRunner`: chosen answers, one write per character read or answered."""
+    return ScriptedEngine(answers, **kwargs)
 
 
-class FakeModel:
-    def diagnostics(self) -> dict[str, list[float]]:
-        return {"beta_mean": [0.0, 0.42], "delta_o_ratio": [0.0, 0.031], "state_norm": [0.0, 1.58]}
-
-
-class ScriptedEngine:
-    """Stands in for `ABEngine` under a real `ReplayRunner`: chosen answers, fixed stats, one write per character.
-
-    `delay` slows each token (to pause or quit mid-replay); `fail` is raised at the next answer.
-    """
-
-    batched = True
-
-    def __init__(self, answers: Mapping[str, Mapping[str, str]] = ANSWERS, *, delay: float = 0.0,
-                 fail: Exception | None = None) -> None:
-        self.lanes = {name: Lane(name, memory=name != "frozen") for name in LANE_NAMES}
-        self.budget = WriteBudget()
-        self.model = FakeModel()
-        self.answers = answers
-        self.delay = delay
-        self.fail = fail
-
-    @property
-    def lane_names(self) -> tuple[str, ...]:
-        return tuple(self.lanes)
-
-    def lane(self, name: str) -> LaneView:
-        lane = self.lanes[name]
-        return LaneView(name, lane.memory, tuple(lane.messages), lane.written_total)
-
-    def reset(self) -> None:
-        for lane in self.lanes.values():
-            lane.clear()
-
-    def add_message(self, role: str, content: str, lanes: Sequence[str] | None = None) -> None:
-        for name in lanes or self.lanes:
-            self.lanes[name].messages.append({"role": role, "content": content})
-
-    def ingest(self, lanes: Sequence[str] | None = None) -> TurnDone:
-        done = TurnDone()
-        for name in lanes or self.lanes:
-            lane = self.lanes[name]
-            unread = lane.messages[lane.read_upto:]
-            written = sum(len(message["content"]) for message in unread) if lane.memory else 0
-            lane.read_upto, lane.written_total = len(lane.messages), lane.written_total + written
-            done.stats[name] = TurnStats(written=written)
-        return done
-
-    def turn(self, user_text: str, settings: GenerationSettings | None = None, *,
-             lanes: Sequence[str] | None = None, cancel: threading.Event | None = None) -> Iterator[Event]:
-        self.add_message("user", user_text, lanes)
-        yield from self.respond(settings, lanes=lanes, cancel=cancel)
-
-    def respond(self, settings: GenerationSettings | None = None, *, lanes: Sequence[str] | None = None,
-                cancel: threading.Event | None = None) -> Iterator[Event]:
-        names = list(lanes or self.lanes)
-        asked = self.lanes[names[0]].messages[-1]["content"]
-        if self.fail is not None:
-            raise self.fail
-        words = {name: self.answers.get(asked, {}).get(name, "I do not know.").split(" ") for name in names}
-        said: dict[str, list[str]] = {name: [] for name in names}
-        for index in range(max(len(w) for w in words.values())):
-            if cancel is not None and cancel.is_set():
-                break
-            for name in names:
-                if index < len(words[name]):
-                    piece = (" " if index else "") + words[name][index]
-                    said[name].append(piece)
-                    yield TokenEvent(name, piece, index)
-            time.sleep(self.delay)
-        done = TurnDone()
-        for name in names:
-            lane, text = self.lanes[name], "".join(said[name])
-            stats = TurnStats(tokens=len(said[name]), ttft_s=0.05, tokens_per_s=25.0, seconds=0.2,
-                              cancelled=len(said[name]) < len(words[name]))
-            if lane.memory:
-                stats.written = len(asked) + len(text)
-                lane.written_total += stats.written
-            lane.messages.append({"role": "assistant", "content": text})
-            lane.read_upto = len(lane.messages)
-            done.stats[name] = stats
-            yield LaneDone(name, text, stats)
-        yield done
-
-    def checkpoint(self) -> dict[str, Any]:
-        return {name: (list(lane.messages), lane.written_total, lane.read_upto) for name, lane in self.lanes.items()}
-
-    def rollback(self, point: dict[str, Any]) -> None:
-        for name, (messages, written, read_upto) in point.items():
-            lane = self.lanes[name]
-            lane.messages, lane.written_total, lane.read_upto = list(messages), written, read_upto
-
-
-class RecordingApp(ReplayApp):
-    """The replay app, keeping every notification so tests can read them."""
-
-    def __init__(self, runner: ReplayRunner, **kwargs: Any) -> None:
-        super().__init__(runner, CONFIG, identity=IDENTITY, **kwargs)
-        self.notes: list[tuple[str, str]] = []
-
-    def notify(self, message: str, **kwargs: Any) -> None:
-        self.notes.append((message, str(kwargs.get("severity", "information"))))
-        super().notify(message, **kwargs)
+def replay_app(runner: ReplayRunner, **kwargs: Any) -> tuple[RecordingApp, ReplayScreen]:
+    """The app on a replay screen over `runner`, and the screen."""
+    replay = ReplayScreen(runner, CONFIG, identity=IDENTITY, **kwargs)
+    return RecordingApp(replay), replay
 
 
 def tiny_runner(**kwargs: Any) -> ReplayRunner:
@@ -172,57 +60,27 @@ def tiny_runner(**kwargs: Any) -> ReplayRunner:
 
 
 def scripted_runner(engine: ScriptedEngine | None = None, **kwargs: Any) -> ReplayRunner:
-    return ReplayRunner(engine or ScriptedEngine(), load_transcript(SMALL), **kwargs)  # type: ignore[arg-type]
-
-
-def run(app: ReplayApp, scenario: Callable[[Pilot], object]) -> None:
-    """Run a pilot scenario to completion (no async test plugin needed)."""
-
-    async def main() -> None:
-        async with app.run_test(size=SIZE) as pilot:
-            await scenario(pilot)  # type: ignore[misc]
-
-    asyncio.run(main())
-
-
-async def until(pilot: Pilot, condition: Callable[[], bool], timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "timed out waiting for the app"
-        await pilot.pause(0.02)
-
-
-async def press(pilot: Pilot, *keys: str) -> None:
-    """Press keys, then wait until the command they started has ended."""
-    await pilot.press(*keys)
-    await until(pilot, lambda: not pilot.app.busy)
+    return ReplayRunner(engine or scripted(), load_transcript(SMALL), **kwargs)
 
 
 async def jump(pilot: Pilot, item: int) -> None:
-    await pilot.press("j")
-    await until(pilot, lambda: isinstance(pilot.app.screen, PromptDialog))
-    pilot.app.screen.query_one(Input).value = str(item)
+    await open_dialog(pilot, "j", str(item))
     await press(pilot, "enter")
-
-
-def texts(pane: LanePane, kind: str) -> list[str]:
-    """The text of a pane's `.user`, `.reply`, `.note` or `.meta` lines."""
-    return [str(widget.render()) for widget in pane.query(f".{kind}")]
 
 
 # -------------------------------------------------------------------------------------- tiny engine
 def test_step_jump_play_and_restart_on_the_tiny_engine() -> None:
     runner = tiny_runner()
     engine = runner.engine
-    app = RecordingApp(runner)
+    app, replay = replay_app(runner)
 
     async def scenario(pilot: Pilot) -> None:
-        frozen, delta = app.panes["frozen"], app.panes["delta"]
+        frozen, delta = replay.panes["frozen"], replay.panes["delta"]
         await press(pilot, "n")
         assert runner.position == 1 and texts(delta, "note") == ["system: You are brief."] == texts(frozen, "note")
         await press(pilot, "space")
         assert texts(frozen, "user") == texts(delta, "user") == ["My sister is called Maren."]
-        assert app.status_bar.info["item"] == f"2/{ITEMS}" and app.status_bar.info["state"] == "paused"
+        assert replay.status.info["item"] == f"2/{ITEMS}" and replay.status.info["state"] == "paused"
         await press(pilot, "n")
         assert texts(delta, "reply") == ["Noted: Maren."] and delta.query(".reply").last().has_class("-recorded")
         await jump(pilot, FIRST_PROBE)
@@ -231,29 +89,29 @@ def test_step_jump_play_and_restart_on_the_tiny_engine() -> None:
             verdict = texts(pane, "meta")[-1]
             assert ("hit" in verdict or "miss" in verdict) and "F1" in verdict and "expected: Maren" in verdict
             assert pane.last_reply == runner.records[-1].lanes[pane.lane].text
-        assert app.meter.written == engine.lanes["delta"].written_total > 0 and not app.meter.estimated
+        assert replay.meter.written == engine.lanes["delta"].written_total > 0 and not replay.meter.estimated
         await press(pilot, "p")
         assert runner.finished and isinstance(app.screen, SummaryScreen)
-        assert app.meter.written == engine.lanes["delta"].written_total == runner.budget()["written"]
+        assert replay.meter.written == engine.lanes["delta"].written_total == runner.budget()["written"]
         await pilot.press("escape")
         await press(pilot, "r")
-        assert runner.position == 0 and app.meter.written == 0 == engine.lanes["delta"].written_total
-        assert all(not pane.children for pane in app.panes.values())
+        assert runner.position == 0 and replay.meter.written == 0 == engine.lanes["delta"].written_total
+        assert all(not pane.children for pane in replay.panes.values())
         await jump(pilot, 4)
         await jump(pilot, 2)
         assert runner.position == 2 and texts(delta, "user") == ["My sister is called Maren."]
-        assert app.meter.written == engine.lanes["delta"].written_total
+        assert replay.meter.written == engine.lanes["delta"].written_total
 
     run(app, scenario)
 
 
 def test_without_ab_only_the_delta_pane_replays() -> None:
     runner = tiny_runner(lanes=["delta"])
-    app = RecordingApp(runner)
+    app, replay = replay_app(runner)
 
     async def scenario(pilot: Pilot) -> None:
         await jump(pilot, FIRST_PROBE)
-        frozen, delta = app.panes["frozen"], app.panes["delta"]
+        frozen, delta = replay.panes["frozen"], replay.panes["delta"]
         assert frozen.has_class("-paused") and not texts(frozen, "user") and not texts(frozen, "reply")
         assert "--ab" in texts(frozen, "note")[0]
         assert len(texts(delta, "user")) == 3 and "expected: Maren" in texts(delta, "meta")[-1]
@@ -265,11 +123,11 @@ def test_without_ab_only_the_delta_pane_replays() -> None:
 
 # -------------------------------------------------------------------------------------- scripted engine
 def test_a_probe_shows_verdicts_and_flags_lanes_that_differ() -> None:
-    app = RecordingApp(scripted_runner())
+    app, replay = replay_app(scripted_runner())
 
     async def scenario(pilot: Pilot) -> None:
         await jump(pilot, FIRST_PROBE)
-        frozen, delta = app.panes["frozen"], app.panes["delta"]
+        frozen, delta = replay.panes["frozen"], replay.panes["delta"]
         assert frozen.last_reply == "I do not know." and delta.last_reply == "Her name is Maren."
         assert texts(frozen, "meta")[-1].endswith("✗ miss · F1 0.00 · expected: Maren")
         assert texts(delta, "meta")[-1].endswith("✓ hit · F1 0.40 · expected: Maren")
@@ -284,11 +142,11 @@ def test_a_probe_shows_verdicts_and_flags_lanes_that_differ() -> None:
 
 def test_regenerated_turns_stream_each_lanes_own_reply_and_flag_differences() -> None:
     answers = {"My sister is called Maren.": {"frozen": "Nice.", "delta": "Noted."}} | ANSWERS
-    app = RecordingApp(scripted_runner(ScriptedEngine(answers), regenerate=True))
+    app, replay = replay_app(scripted_runner(scripted(answers), regenerate=True))
 
     async def scenario(pilot: Pilot) -> None:
         await jump(pilot, 3)
-        frozen, delta = app.panes["frozen"], app.panes["delta"]
+        frozen, delta = replay.panes["frozen"], replay.panes["delta"]
         assert texts(frozen, "reply") == ["Nice."] and texts(delta, "reply") == ["Noted."]
         assert texts(delta, "flag") == ["⚑ lanes differ"] and "recorded" not in " ".join(texts(delta, "meta"))
         assert texts(delta, "meta") == ["1 tokens · 32 written"]
@@ -297,24 +155,24 @@ def test_regenerated_turns_stream_each_lanes_own_reply_and_flag_differences() ->
 
 
 def test_pause_stops_playing_after_the_current_item_and_escape_cancels() -> None:
-    engine = ScriptedEngine({"What is my sister called?": {"frozen": "a " * 200, "delta": "b " * 200}},
+    engine = scripted({"What is my sister called?": {"frozen": "a " * 200, "delta": "b " * 200}},
                             delay=0.01)
     runner = scripted_runner(engine)
-    app = RecordingApp(runner)
+    app, replay = replay_app(runner)
 
     async def scenario(pilot: Pilot) -> None:
         await pilot.press("p")
-        await until(pilot, lambda: app.panes["delta"].streaming)  # the first probe, streaming slowly
-        assert app.meter.estimated and app.status_bar.info["state"] == "playing"
+        await until(pilot, lambda: replay.panes["delta"].streaming)  # the first probe, streaming slowly
+        assert replay.meter.estimated and replay.status.info["state"] == "playing"
         await pilot.press("p")
-        assert app.status_bar.info["state"] == "pausing after this item"
-        assert app.check_action("step", ()) is None and app.check_action("export", ()) is None
+        assert replay.status.info["state"] == "pausing after this item"
+        assert replay.check_action("step", ()) is None and replay.check_action("export", ()) is None
         await pilot.press("escape")
-        await until(pilot, lambda: not app.busy)
-        assert runner.position == FIRST_PROBE and app.status_bar.info["state"] == "paused"
+        await until(pilot, lambda: not replay.busy)
+        assert runner.position == FIRST_PROBE and replay.status.info["state"] == "paused"
         assert runner.records[-1].lanes["delta"].cancelled
-        assert app.panes["delta"].query(".reply").last().has_class("-cancelled")
-        assert app.meter.written == engine.lanes["delta"].written_total and not app.meter.estimated
+        assert replay.panes["delta"].query(".reply").last().has_class("-cancelled")
+        assert replay.meter.written == engine.lanes["delta"].written_total and not replay.meter.estimated
         await press(pilot, "p")
         assert runner.finished and isinstance(app.screen, SummaryScreen)
 
@@ -323,17 +181,17 @@ def test_pause_stops_playing_after_the_current_item_and_escape_cancels() -> None
 
 def test_export_writes_json_and_markdown(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     report, markdown = tmp_path / "out" / "replay.json", tmp_path / "out" / "replay.md"
-    app = RecordingApp(scripted_runner(), report_path=report, markdown_path=markdown)
+    app, replay = replay_app(scripted_runner(), report_path=report, markdown_path=markdown)
     monkeypatch.chdir(tmp_path)
 
     async def scenario(pilot: Pilot) -> None:
         await press(pilot, "p")
         await pilot.press("e")  # from the summary screen
         assert app.notes[-1] == (f"Report: {report}\nMarkdown: {markdown}", "information")
-        app.report_path = app.markdown_path = None
+        replay.report_path = replay.markdown_path = None
         await pilot.press("e")
         assert len(list(tmp_path.glob("replay-*.json"))) == len(list(tmp_path.glob("replay-*.md"))) == 1
-        app.report_path = tmp_path / "out" / "replay.json" / "nested.json"  # a file where a folder should be
+        replay.report_path = tmp_path / "out" / "replay.json" / "nested.json"  # a file where a folder should be
         await pilot.press("e")
         assert app.notes[-1][1] == "error" and app.is_running
 
@@ -347,12 +205,12 @@ def test_export_writes_json_and_markdown(tmp_path: Path, monkeypatch: pytest.Mon
 
 def test_quitting_mid_replay_writes_a_partial_report(tmp_path: Path) -> None:
     report = tmp_path / "partial.json"
-    runner = scripted_runner(ScriptedEngine({"What is my sister called?": {"delta": "b " * 500}}, delay=0.01))
-    app = RecordingApp(runner, report_path=report)
+    runner = scripted_runner(scripted({"What is my sister called?": {"delta": "b " * 500}}, delay=0.01))
+    app, replay = replay_app(runner, report_path=report)
 
     async def scenario(pilot: Pilot) -> None:
         await pilot.press("p")
-        await until(pilot, lambda: app.panes["delta"].streaming)
+        await until(pilot, lambda: replay.panes["delta"].streaming)
         await pilot.press("q")
         await until(pilot, lambda: not app.is_running)
 
@@ -362,9 +220,25 @@ def test_quitting_mid_replay_writes_a_partial_report(tmp_path: Path) -> None:
     assert app.return_code == 0
 
 
+def test_the_summary_passes_export_and_quit_to_the_replay(tmp_path: Path) -> None:
+    report = tmp_path / "done.json"
+    app, _ = replay_app(scripted_runner(), report_path=report)
+
+    async def scenario(pilot: Pilot) -> None:
+        await press(pilot, "p")
+        summary = app.screen
+        assert isinstance(summary, SummaryScreen) and summary.check_action("export", ()) is True
+        assert [entry[1] for entry in summary.PALETTE] == ["export"]
+        await pilot.press("q")
+        await until(pilot, lambda: not app.is_running)
+
+    run(app, scenario)
+    assert json.loads(report.read_text(encoding="utf-8"))["partial"] is False and app.return_code == 0
+
+
 def test_a_report_that_cannot_be_written_keeps_the_app_open_once(tmp_path: Path) -> None:
     (tmp_path / "file").write_text("not a folder")
-    app = RecordingApp(scripted_runner(), report_path=tmp_path / "file" / "report.json")
+    app, _ = replay_app(scripted_runner(), report_path=tmp_path / "file" / "report.json")
 
     async def scenario(pilot: Pilot) -> None:
         await press(pilot, "n")
@@ -378,15 +252,15 @@ def test_a_report_that_cannot_be_written_keeps_the_app_open_once(tmp_path: Path)
 
 
 def test_an_engine_error_is_a_notification_and_restart_recovers() -> None:
-    engine = ScriptedEngine(fail=RuntimeError("CUDA out of memory [simulated]"))
+    engine = scripted(fail=RuntimeError("CUDA out of memory [simulated]"))
     runner = scripted_runner(engine)
-    app = RecordingApp(runner)
+    app, replay = replay_app(runner)
 
     async def scenario(pilot: Pilot) -> None:
         await press(pilot, "p")
         assert app.notes[-1] == ("RuntimeError: CUDA out of memory [simulated]", "error")
-        assert runner.position == FIRST_PROBE - 1 and app.status_bar.info["state"].startswith("stopped")
-        assert all(pane.query(".reply").last().has_class("-failed") for pane in app.panes.values())
+        assert runner.position == FIRST_PROBE - 1 and replay.status.info["state"].startswith("stopped")
+        assert all(pane.query(".reply").last().has_class("-failed") for pane in replay.panes.values())
         await press(pilot, "n")
         assert runner.position == FIRST_PROBE - 1 and app.notes[-1][1] == "warning"
         engine.fail = None
@@ -399,7 +273,7 @@ def test_an_engine_error_is_a_notification_and_restart_recovers() -> None:
 
 def test_palette_runs_replay_commands() -> None:
     runner = scripted_runner()
-    app = RecordingApp(runner)
+    app, _ = replay_app(runner)
 
     async def scenario(pilot: Pilot) -> None:
         await pilot.press("ctrl+p")
@@ -416,21 +290,22 @@ def test_the_replay_command_opens_the_screen(tiny_model_dirs: tuple[Path, Path],
                                              monkeypatch: pytest.MonkeyPatch) -> None:
     from deltamem_chat.cli import app as cli
 
-    started: list[ReplayApp] = []
-    monkeypatch.setattr(ReplayApp, "run", lambda app: started.append(app))
+    started: list[DeltaMemApp] = []
+    monkeypatch.setattr(DeltaMemApp, "run", lambda app: started.append(app))
     base, adapter = tiny_model_dirs
     result = CliRunner().invoke(cli, ["replay", str(SMALL), "--ab", "--adapter", str(adapter), "--base", str(base),
                                       "--device", "cpu", "--report", str(tmp_path / "r.json")])
     assert result.exit_code == 0, result.output
-    app = started[0]
-    assert app.lanes == ["frozen", "delta"] and app.report_path == tmp_path / "r.json"
-    assert app.runner.engine.policy.tokens == 120 and app.info["models"] == "base + adapter"
-    assert run_replay(app.runner, CONFIG, identity=IDENTITY, report_path=None, markdown_path=None) == 0
+    replay = started[0].main
+    assert isinstance(replay, ReplayScreen) and started[0].title == "deltamem-chat replay"
+    assert replay.lanes == ["frozen", "delta"] and replay.report_path == tmp_path / "r.json"
+    assert replay.runner.engine.policy.tokens == 120 and replay.info["models"] == "base + adapter"
+    assert run_replay(replay.runner, CONFIG, identity=IDENTITY, report_path=None, markdown_path=None) == 0
 
 
 # -------------------------------------------------------------------------------------- snapshots
 def test_snapshot_at_a_probe(snap_compare: Callable[..., bool]) -> None:
-    app = RecordingApp(scripted_runner())
+    app, _ = replay_app(scripted_runner())
 
     async def run_before(pilot: Pilot) -> None:
         await jump(pilot, FIRST_PROBE)
@@ -440,7 +315,7 @@ def test_snapshot_at_a_probe(snap_compare: Callable[..., bool]) -> None:
 
 
 def test_snapshot_summary(snap_compare: Callable[..., bool]) -> None:
-    app = RecordingApp(scripted_runner())
+    app, _ = replay_app(scripted_runner())
 
     async def run_before(pilot: Pilot) -> None:
         await press(pilot, "p")

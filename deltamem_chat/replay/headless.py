@@ -16,6 +16,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from deltamem_chat.outputs import is_stdout, write_output
 from deltamem_chat.replay.report import build_report, summary_table, to_markdown
 from deltamem_chat.replay.runner import ReplayRunner, StepStarted
+from deltamem_chat.text import one_line
 
 
 def run_headless(runner: ReplayRunner, config: dict[str, Any], *, report_path: Path | None,
@@ -32,7 +33,7 @@ def run_headless(runner: ReplayRunner, config: dict[str, Any], *, report_path: P
                     if isinstance(event, StepStarted):
                         record = event.record
                         label = "probe" if record.kind == "probe" else record.role
-                        progress.update(task, description=f"{label:>9}: {_short(record.text)}")
+                        progress.update(task, description=f"{label:>9}: {one_line(record.text, 40)}")
                 progress.advance(task)
         completed = True
     except KeyboardInterrupt:
@@ -53,7 +54,3 @@ def run_headless(runner: ReplayRunner, config: dict[str, Any], *, report_path: P
             console.print(f"{label}: {where}", highlight=False)
     return report, completed, problems
 
-
-def _short(text: str, limit: int = 40) -> str:
-    flat = " ".join(text.split())
-    return flat if len(flat) <= limit else flat[: limit - 1] + "…"

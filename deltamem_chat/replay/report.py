@@ -13,6 +13,7 @@ from rich.table import Table
 from deltamem import __version__
 from deltamem.files import atomic_write_text
 from deltamem_chat.replay.runner import ReplayRunner
+from deltamem_chat.text import one_line
 
 TIMING_FIELDS = ("ttft_s", "tokens_per_s")
 
@@ -108,7 +109,7 @@ def to_markdown(report: dict[str, Any]) -> str:
         lines += [f"### {probe['index'] + 1}. {probe['question']}{mark}", "", f"Expected: **{probe['expected']}**", ""]
         for lane, answer in probe["answers"].items():
             verdict = "hit" if answer["hit"] else "miss"
-            lines.append(f"- {lane}: {verdict}, F1 {answer['f1']:.2f}: {_one_line(answer['answer'])}")
+            lines.append(f"- {lane}: {verdict}, F1 {answer['f1']:.2f}: {one_line(answer['answer'], 160)}")
         lines.append("")
     return "\n".join(lines)
 
@@ -123,7 +124,3 @@ def summary_table(report: dict[str, Any]) -> Table:
                       f"{lane['written_tokens']:,}")
     return table
 
-
-def _one_line(text: str, limit: int = 160) -> str:
-    flat = " ".join(text.split())
-    return flat if len(flat) <= limit else flat[: limit - 1] + "…"

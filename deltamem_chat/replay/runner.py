@@ -8,8 +8,8 @@ in the transcript and then rolled back, so questions and answers leave no trace 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable, Generator, Iterator
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from deltamem.runtime.contract import DELTA, Engine, Event, GenerationSettings, LaneDone, TurnDone, TurnStats
@@ -63,9 +63,11 @@ class StepStarted:
 
 @dataclass
 class StepFinished:
-    """The runner finished an item."""
+    """The runner finished an item; `memory` is what the engine reported at its end (`TurnDone`): each lane's written
+    total right after the item (a probe's are those after its rollback) and the memory lanes' diagnostics."""
 
     record: StepRecord
+    memory: TurnDone = field(default_factory=TurnDone)
 
 
 ReplayEvent = Event | StepStarted | StepFinished
@@ -114,13 +116,14 @@ class ReplayRunner:
             record = StepRecord(self.position, "message", item.role, text)
         yield StepStarted(record)
         if isinstance(item, Probe):
-            yield from self._ask(item, text, record, cancel)
+            memory = yield from self._ask(item, text, record, cancel)
         elif item.role == "assistant" and self.regenerate:
-            yield from self._collect(self.engine.respond(self.settings, lanes=self.lanes, cancel=cancel), record)
+            memory = yield from self._collect(self.engine.respond(self.settings, lanes=self.lanes, cancel=cancel),
+                                              record)
         else:
-            self._feed(item.role, text, record)
+            memory = yield from self._feed(item.role, text, record, cancel)
         self.records.append(record)
-        yield StepFinished(record)
+        yield StepFinished(record, memory)
 
     def run(self, after_item: Callable[[], None] = lambda: None) -> None:
         """Replay every item left, calling `after_item` after each (to move a progress bar)."""
@@ -138,31 +141,47 @@ class ReplayRunner:
                 return
             yield from self.step(cancel)
 
-    def _feed(self, role: str, text: str, record: StepRecord) -> None:
+    def _feed(self, role: str, text: str, record: StepRecord,
+              cancel: threading.Event | None) -> Generator[ReplayEvent, None, TurnDone]:
+        """Read a recorded message (streaming the progress of a long one); returns the engine's `TurnDone`."""
         self.engine.add_message(role, text, self.lanes)
-        done = self.engine.ingest(self.lanes)
+        done = TurnDone()
+        for event in self.engine.read(self.lanes, cancel):
+            if isinstance(event, TurnDone):
+                done = event
+            else:
+                yield event
         for lane, stats in done.stats.items():
-            record.lanes[lane] = LaneStep("", 0, stats.written)
+            record.lanes[lane] = LaneStep("", 0, stats.written, cancelled=stats.cancelled)
+        return done
 
     def _ask(self, probe: Probe, question: str, record: StepRecord,
-             cancel: threading.Event | None) -> Iterator[ReplayEvent]:
+             cancel: threading.Event | None) -> Generator[ReplayEvent, None, TurnDone]:
         point = self.engine.checkpoint()
         try:
-            yield from self._collect(self.engine.turn(question, self.settings, lanes=self.lanes, cancel=cancel),
-                                     record)
+            done = yield from self._collect(self.engine.turn(question, self.settings, lanes=self.lanes,
+                                                             cancel=cancel), record)
         finally:
             self.engine.rollback(point)
+        # The probe's writes went with the rollback: report the totals as they stand now.
+        done = replace(done, written_total={name: self.engine.lane(name).written_total for name in done.written_total})
         probe_index = sum(1 for r in self.records if r.kind == "probe")
         record.outcome = ProbeOutcome.from_answers(probe_index, probe, {k: v.text for k, v in record.lanes.items()},
                                                    self.protocol)
+        return done
 
     @staticmethod
-    def _collect(events: Iterator[Event], record: StepRecord) -> Iterator[ReplayEvent]:
+    def _collect(events: Iterator[Event], record: StepRecord) -> Generator[ReplayEvent, None, TurnDone]:
+        """Pass the events on, recording each lane's reply; returns the closing `TurnDone`."""
+        done = TurnDone()
         for event in events:
             if isinstance(event, LaneDone):
                 record.lanes[event.lane] = LaneStep.from_stats(event.text, event.stats)
-            if not isinstance(event, TurnDone):
+            if isinstance(event, TurnDone):
+                done = event
+            else:
                 yield event
+        return done
 
     def summary(self) -> ScoreSummary:
         """Per lane recall and F1 over the probes replayed so far, disagreements first."""

@@ -1,4 +1,5 @@
-"""The terminal chat: `run_chat` builds the engine and the app; the widgets are reusable by other screens."""
+"""The terminal views: one app (`DeltaMemApp`) opening on the chat (`run_chat`) or a replay (`run_replay`), both
+built on one frame (`LanesScreen`: the lanes, the meter, the engine's worker); the widgets are reusable."""
 
 from __future__ import annotations
 
@@ -6,11 +7,14 @@ from deltamem.context import ContextPolicy
 from deltamem.runtime.contract import GenerationSettings, SessionIdentity
 from deltamem.runtime.engine import ABEngine
 from deltamem.runtime.loading import LoadedModel
-from deltamem_chat.tui.app import DeltaMemChatApp
-from deltamem_chat.tui.replay import ReplayApp, run_replay
+from deltamem_chat.tui.app import DeltaMemApp
+from deltamem_chat.tui.chat import ChatScreen
+from deltamem_chat.tui.frame import Job, LanesScreen
+from deltamem_chat.tui.replay import ReplayScreen, run_replay
 from deltamem_chat.tui.widgets import BudgetMeter, LanePane
 
-__all__ = ["BudgetMeter", "DeltaMemChatApp", "LanePane", "ReplayApp", "run_chat", "run_replay"]
+__all__ = ["BudgetMeter", "ChatScreen", "DeltaMemApp", "Job", "LanePane", "LanesScreen", "ReplayScreen", "run_chat",
+           "run_replay"]
 
 
 def run_chat(loaded: LoadedModel, policy: ContextPolicy, settings: GenerationSettings, batched: bool = True,
@@ -19,7 +23,7 @@ def run_chat(loaded: LoadedModel, policy: ContextPolicy, settings: GenerationSet
     process exit code."""
     engine = ABEngine(loaded.model, loaded.tokenizer, policy=policy, batched=batched)
     info = {"models": f"{loaded.base} + {loaded.adapter}", "device": loaded.choice.describe(), "policy": str(policy)}
-    app = DeltaMemChatApp(engine, title_info=info, identity=SessionIdentity(loaded.base, loaded.adapter),
-                          settings=settings, intro=intro)
+    app = DeltaMemApp(ChatScreen(engine, title_info=info, identity=SessionIdentity(loaded.base, loaded.adapter),
+                                 settings=settings, intro=intro))
     app.run()
     return app.return_code or 0

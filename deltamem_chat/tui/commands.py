@@ -1,4 +1,8 @@
-"""The chat's actions in the command palette (ctrl+p), offered only while they can run."""
+"""The screens' actions in the command palette (ctrl+p), offered only while they can run.
+
+A screen lists its entries in `PALETTE` and sets `COMMANDS = {PaletteCommands}`; the palette asks the screen it was
+opened on which of them it can run now (its `check_action`), and runs them there.
+"""
 
 from __future__ import annotations
 
@@ -6,8 +10,11 @@ from functools import partial
 
 from textual.command import DiscoveryHit, Hit, Hits, Provider
 
-#: (palette name, app action, help), in the order they are listed.
-CHAT_COMMANDS = (
+#: A palette entry: (palette name, the screen's action, help).
+PaletteEntry = tuple[str, str, str]
+
+#: The chat's entries, in the order they are listed.
+CHAT_COMMANDS: tuple[PaletteEntry, ...] = (
     ("Stop generating", "cancel", "Cancel the reply being generated; its text so far stays, marked cancelled"),
     ("Reset memory", "reset_memory", "Empty the δ-mem memory and its write counter; the conversation stays"),
     ("New conversation", "new_conversation", "Forget both lanes' conversations and the memory"),
@@ -19,18 +26,19 @@ CHAT_COMMANDS = (
 )
 
 
-class ChatCommands(Provider):
-    """Palette entries for the chat's key-bound actions."""
+class PaletteCommands(Provider):
+    """The calling screen's `PALETTE` entries that it can run now."""
 
-    def _available(self) -> list[tuple[str, str, str]]:
-        return [entry for entry in CHAT_COMMANDS if self.app.check_action(entry[1], ())]
+    def _available(self) -> list[PaletteEntry]:
+        screen = self.screen
+        return [entry for entry in getattr(screen, "PALETTE", ()) if screen.check_action(entry[1], ())]
 
     async def discover(self) -> Hits:
         for name, action, help_text in self._available():
-            yield DiscoveryHit(name, partial(self.app.run_action, action), help=help_text)
+            yield DiscoveryHit(name, partial(self.screen.run_action, action), help=help_text)
 
     async def search(self, query: str) -> Hits:
         matcher = self.matcher(query)
         for name, action, help_text in self._available():
             if (score := matcher.match(name)) > 0:
-                yield Hit(score, matcher.highlight(name), partial(self.app.run_action, action), help=help_text)
+                yield Hit(score, matcher.highlight(name), partial(self.screen.run_action, action), help=help_text)

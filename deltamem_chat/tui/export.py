@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import datetime
 
-from deltamem.runtime.lanes import Lane
+from deltamem.runtime.contract import LaneView
 
 
-def conversation_markdown(lanes: Mapping[str, Lane], titles: Mapping[str, str], info: Mapping[str, str],
+def conversation_markdown(lanes: Mapping[str, LaneView], titles: Mapping[str, str], info: Mapping[str, str],
                           when: datetime | None = None) -> str:
     """Both lanes' messages under one heading each, after a list of what produced them."""
     when = when or datetime.now()

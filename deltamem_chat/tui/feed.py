@@ -1,4 +1,4 @@
-"""From the engine's worker thread to the UI: a queue the worker fills and a UI timer drains in batches.
+"""From a worker thread to the UI: a queue the worker fills and a UI timer drains in batches.
 
 Tokens arrive hundreds per second; refreshing the panes for each would starve the event loop and make typing lag.
 The worker only enqueues; the UI drains every frame and joins each lane's consecutive text into one delta.
@@ -7,45 +7,18 @@ The worker only enqueues; the UI drains every frame and joins each lane's consec
 from __future__ import annotations
 
 import queue
-from collections.abc import Sequence
-from dataclasses import dataclass, field
 
-from deltamem.runtime.contract import LaneDone, TokenEvent
-
-
-@dataclass
-class TextDelta:
-    """Text a lane produced since the last frame, and how many tokens it took."""
-
-    lane: str
-    text: str
-    tokens: int
+from deltamem.runtime.contract import TokenEvent
+from deltamem_chat.tui.messages import FeedItem, Posted, TextDelta
 
 
-@dataclass
-class TurnFinished:
-    """The turn is over; `diagnostics` are the δ-mem lane's (state norm, mean β, ‖Δo‖/‖o‖), empty if unknown."""
-
-    diagnostics: dict[str, float] = field(default_factory=dict)
-
-
-@dataclass
-class TurnFailed:
-    """The engine raised; the lanes are consistent (the engine's cleanup ran) but the replies are incomplete."""
-
-    error: Exception
-
-
-FeedItem = TextDelta | LaneDone | TurnFinished | TurnFailed
-
-
-class TurnFeed:
-    """A thread-safe queue of engine events, drained by the UI with text deltas coalesced per lane."""
+class Feed:
+    """A thread-safe queue of worker messages, drained by the UI with text deltas coalesced per lane."""
 
     def __init__(self) -> None:
-        self._queue: queue.SimpleQueue[TokenEvent | LaneDone | TurnFinished | TurnFailed] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[Posted] = queue.SimpleQueue()
 
-    def put(self, item: TokenEvent | LaneDone | TurnFinished | TurnFailed) -> None:
+    def put(self, item: Posted) -> None:
         self._queue.put(item)
 
     def drain(self) -> list[FeedItem]:
@@ -67,16 +40,3 @@ class TurnFeed:
             items.append(item)
         items.extend(pending.values())
         return items
-
-
-def lane_diagnostics(diagnostics: dict[str, list[float]], lanes_run: Sequence[str], batched: bool,
-                     lane: str = "delta") -> dict[str, float]:
-    """Pick one lane's row out of `model.diagnostics()`, whose rows follow the last group the engine ran.
-
-    Batched, the group is every lane of the turn; one after the other, the last group is the last lane alone.
-    """
-    rows = list(lanes_run) if batched else list(lanes_run)[-1:]
-    if lane not in rows:
-        return {}
-    row = rows.index(lane)
-    return {key: float(values[row]) for key, values in diagnostics.items() if len(values) > row}

@@ -1,11 +1,11 @@
-"""The replay's actions in the command palette (ctrl+p), offered only while they can run."""
+"""The replay's palette entries (see `deltamem_chat.tui.commands`)."""
 
 from __future__ import annotations
 
-from deltamem_chat.tui.commands import ChatCommands
+from deltamem_chat.tui.commands import PaletteEntry
 
-#: (palette name, app action, help), in the order they are listed.
-REPLAY_COMMANDS = (
+#: The replay screen's entries, in the order they are listed.
+REPLAY_COMMANDS: tuple[PaletteEntry, ...] = (
     ("Step", "step", "Replay the next item of the transcript (n or space)"),
     ("Play / pause", "play", "Replay items one after another until the end, or pause after the current one (p)"),
     ("Jump to item", "jump", "Replay up to item N; an earlier item restarts from the beginning (j)"),
@@ -15,9 +15,5 @@ REPLAY_COMMANDS = (
     ("Export report", "export", "Write the JSON and Markdown replay reports (e)"),
 )
 
-
-class ReplayCommands(ChatCommands):
-    """Palette entries for the replay's key-bound actions; the search and listing are the chat's."""
-
-    def _available(self) -> list[tuple[str, str, str]]:
-        return [entry for entry in REPLAY_COMMANDS if self.app.check_action(entry[1], ())]
+#: The summary screen's: what it passes to the replay under it.
+SUMMARY_COMMANDS = tuple(entry for entry in REPLAY_COMMANDS if entry[1] == "export")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -17,6 +18,9 @@ from textual.screen import Screen
 from textual.widgets import Footer, Static
 
 from deltamem_chat.scoring import ProbeOutcome, ScoreSummary
+from deltamem_chat.text import one_line
+from deltamem_chat.tui.commands import PaletteCommands
+from deltamem_chat.tui.replay.commands import SUMMARY_COMMANDS
 
 #: How long an answer may be on the summary before it is cut (the report keeps it whole).
 ANSWER_CHARS = 200
@@ -24,7 +28,8 @@ ANSWER_CHARS = 200
 
 @dataclass(frozen=True)
 class SummaryView:
-    """What the summary shows, gathered by the app from the records it has seen (never from the running runner)."""
+    """What the summary shows, gathered by the replay screen from the records it has seen (never from the running
+    runner)."""
 
     title: str
     summary: ScoreSummary
@@ -37,12 +42,6 @@ class SummaryView:
     status: str
 
 
-def one_line(text: str, limit: int = ANSWER_CHARS) -> str:
-    """Whitespace collapsed, cut at `limit` characters with an ellipsis."""
-    flat = " ".join(text.split())
-    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
-
-
 def verdict_parts(hit: bool, f1: float) -> list[tuple[str, str]]:
     """`✓ hit` in green or `✗ miss` in red, then the F1."""
     mark = ("✓ hit ", "bold $success") if hit else ("✗ miss", "bold $error")
@@ -50,13 +49,64 @@ def verdict_parts(hit: bool, f1: float) -> list[tuple[str, str]]:
 
 
 class SummaryScreen(Screen[None]):
-    """Recall and mean F1 per lane, written tokens against the horizon, then the probes, differing ones first."""
+    """Recall and mean F1 per lane, written tokens against the horizon, then the probes, differing ones first.
 
-    BINDINGS = [Binding("escape,s", "close", "back to the replay")]
+    Over the replay screen, which keeps running: exporting the report and quitting are passed down to it.
+    """
 
-    def __init__(self, view: SummaryView) -> None:
+    DEFAULT_CSS = """
+    SummaryScreen #summary {
+        padding: 0 1;
+    }
+
+    SummaryScreen #summary-heading {
+        margin: 1 0;
+    }
+
+    SummaryScreen #summary-lanes {
+        height: auto;
+        margin-bottom: 1;
+        padding: 0 1;
+    }
+
+    SummaryScreen #summary-probes {
+        height: 1fr;
+        border: round $primary;
+        border-title-style: bold;
+        padding: 0 1;
+        scrollbar-size-vertical: 1;
+    }
+
+    SummaryScreen .summary-probe {
+        margin-top: 1;
+        padding: 0 1;
+        border-left: outer $primary 50%;
+    }
+
+    SummaryScreen .summary-probe.-differs {
+        border-left: outer $warning;
+    }
+
+    SummaryScreen .summary-empty {
+        margin-top: 1;
+        color: $text-muted;
+    }
+    """
+
+    COMMANDS = {PaletteCommands}
+    PALETTE = SUMMARY_COMMANDS
+    BINDINGS = [
+        Binding("escape,s", "close", "back to the replay"),
+        Binding("e", "export", "export"),
+        Binding("q", "quit", "quit"),
+    ]
+    #: The actions the replay screen underneath runs.
+    PASSED_DOWN = frozenset({"export", "quit"})
+
+    def __init__(self, view: SummaryView, replay: Screen[Any]) -> None:
         super().__init__(id="summary-screen")
         self.view = view
+        self.replay = replay
 
     def compose(self) -> ComposeResult:
         view = self.view
@@ -72,8 +122,19 @@ class SummaryScreen(Screen[None]):
                     yield Static("No probe replayed yet.", classes="summary-empty")
         yield Footer()
 
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action in self.PASSED_DOWN:
+            return self.replay.check_action(action, parameters)
+        return True
+
     def action_close(self) -> None:
         self.dismiss(None)
+
+    async def action_export(self) -> None:
+        await self.replay.run_action("export")
+
+    async def action_quit(self) -> None:
+        await self.replay.run_action("quit")
 
     def _heading(self) -> Content:
         view = self.view
@@ -105,5 +166,5 @@ class SummaryScreen(Screen[None]):
                   (f"{'expected':<10}", "dim"), outcome.expected]
         for lane, score in outcome.scores.items():
             parts += ["\n", (f"{titles.get(lane, lane):<10}", "bold $accent"), *verdict_parts(score.hit, score.f1),
-                      "   ", one_line(outcome.answers[lane]) or ("(empty reply)", "dim")]
+                      "   ", one_line(outcome.answers[lane], ANSWER_CHARS) or ("(empty reply)", "dim")]
         return Content.assemble(*parts)

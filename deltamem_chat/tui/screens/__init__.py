@@ -1,4 +1,4 @@
-"""Dialogs over the chat."""
+"""Dialogs over the views."""
 
 from deltamem_chat.tui.screens.prompt import PromptDialog
 

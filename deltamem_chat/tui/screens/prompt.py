@@ -13,10 +13,39 @@ from textual.widgets import Button, Input, Static
 class PromptDialog(ModalScreen[str | None]):
     """Ask for one value; dismisses with the stripped text, or None when cancelled or left empty."""
 
+    DEFAULT_CSS = """
+    PromptDialog {
+        align: center middle;
+    }
+
+    PromptDialog .dialog {
+        width: 72;
+        height: auto;
+        border: round $primary;
+        border-title-style: bold;
+        background: $surface;
+        padding: 1 2;
+    }
+
+    PromptDialog .dialog .question {
+        margin-bottom: 1;
+    }
+
+    PromptDialog .dialog .buttons {
+        height: auto;
+        margin-top: 1;
+        align-horizontal: right;
+    }
+
+    PromptDialog .dialog Button {
+        margin-left: 1;
+    }
+    """
+
     BINDINGS = [Binding("escape", "cancel", "cancel")]
 
     def __init__(self, title: str, question: str, value: str = "") -> None:
-        super().__init__(classes="dialog-screen")
+        super().__init__()
         self.dialog_title = title
         self.question = question
         self.value = value
@@ -44,5 +73,9 @@ class PromptDialog(ModalScreen[str | None]):
     def action_cancel(self) -> None:
         self.dismiss(None)
 
+    @property
+    def answer(self) -> Input:
+        return self.query_one("#answer", Input)
+
     def _answer(self) -> None:
-        self.dismiss(self.query_one("#answer", Input).value.strip() or None)
+        self.dismiss(self.answer.value.strip() or None)

@@ -1,4 +1,5 @@
-"""The chat's widgets; `LanePane` and `BudgetMeter` are meant for reuse (the replay screen)."""
+"""The views' widgets: the frame's (`StatusBar`, `LanePane`, `BudgetMeter`) and the chat's message line; each
+styles itself (`DEFAULT_CSS`)."""
 
 from deltamem_chat.tui.widgets.budget_meter import BudgetMeter
 from deltamem_chat.tui.widgets.chat_input import ChatInput

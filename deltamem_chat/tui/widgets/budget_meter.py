@@ -22,6 +22,23 @@ STATUS_NOTES = {"warning": "⚠ past the trained horizon", "stopped": "⚠ past 
 class BudgetMeter(Widget):
     """Tokens written / horizon with a bar, the turn's increment, the budget status and the memory diagnostics."""
 
+    DEFAULT_CSS = """
+    BudgetMeter {
+        height: 4;
+        text-wrap: nowrap;
+        text-overflow: ellipsis;
+        border: round $primary;
+        border-title-style: bold;
+        padding: 0 1;
+    }
+
+    BudgetMeter.-warning,
+    BudgetMeter.-stopped {
+        border: round $warning;
+        border-title-color: $warning;
+    }
+    """
+
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id)
         self.border_title = "δ-mem memory"

@@ -9,6 +9,12 @@ from textual.widgets import Input
 class ChatInput(Input):
     """Enter sends the line to every active lane; ↑ and ↓ walk through what was sent before."""
 
+    DEFAULT_CSS = """
+    ChatInput {
+        margin: 0;
+    }
+    """
+
     BINDINGS = [
         Binding("up", "history(-1)", "previous", show=False),
         Binding("down", "history(1)", "next", show=False),

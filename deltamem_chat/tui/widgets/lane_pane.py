@@ -30,10 +30,81 @@ class Reply(Static):
 
 
 class LanePane(VerticalScroll):
-    """A lane's side of the conversation, titled with the lane's name; follows the stream while at the bottom."""
+    """A lane's side of the conversation, titled with the lane's name; follows the stream while at the bottom.
 
-    def __init__(self, lane: str, title: str, *, id: str | None = None) -> None:
-        super().__init__(id=id, classes="lane-pane")
+    A lane with memory is framed in the accent colour; `mark` styles replies by their verdict.
+    """
+
+    DEFAULT_CSS = """
+    LanePane {
+        width: 1fr;
+        height: 1fr;
+        border: round $primary;
+        border-title-style: bold;
+        border-subtitle-color: $text-muted;
+        padding: 0 1;
+        scrollbar-size-vertical: 1;
+    }
+
+    LanePane.-memory {
+        border: round $accent;
+    }
+
+    LanePane.-paused {
+        border: round $panel-lighten-2;
+        color: $text-muted;
+    }
+
+    LanePane .user {
+        margin-top: 1;
+        padding: 0 1;
+        background: $boost;
+        text-style: bold;
+    }
+
+    LanePane .reply {
+        margin-top: 1;
+        padding: 0 1;
+        border-left: outer $primary 50%;
+    }
+
+    LanePane .reply.-recorded {
+        border-left: outer $secondary 50%;
+    }
+
+    LanePane .reply.-cancelled {
+        border-left: outer $warning;
+    }
+
+    LanePane .reply.-failed,
+    LanePane .reply.-bad {
+        border-left: outer $error;
+    }
+
+    LanePane .reply.-good {
+        border-left: outer $success;
+    }
+
+    LanePane .meta {
+        padding: 0 1;
+        color: $text-muted;
+        text-style: italic;
+    }
+
+    LanePane .note {
+        margin-top: 1;
+        color: $text-muted;
+        text-align: center;
+    }
+
+    LanePane .note.flag {
+        color: $warning;
+        text-style: bold;
+    }
+    """
+
+    def __init__(self, lane: str, title: str, *, memory: bool = False, id: str | None = None) -> None:
+        super().__init__(id=id, classes="lane-pane -memory" if memory else "lane-pane")
         self.lane = lane
         self.border_title = title
         self._reply: Reply | None = None
@@ -101,7 +172,7 @@ class LanePane(VerticalScroll):
             self.mount(Static(Content(" · ".join(parts)), classes="meta"))
 
     def mark(self, style: str) -> None:
-        """Style the latest reply: the stylesheet colours `cancelled`, `failed`, `good` and `bad`."""
+        """Style the latest reply: `recorded`, `cancelled`, `failed`, `good` and `bad` have their colours."""
         if self._last is not None:
             self._last.add_class(f"-{style}")
 

@@ -20,10 +20,27 @@ def speed(stats: TurnStats | None) -> str:
 
 
 class StatusBar(Widget):
-    """Two lines: the run's identity (`info`, in order), then each lane's last tokens/s and time to first token."""
+    """Two lines: the run's identity (`info`, in order), then each lane's last tokens/s and time to first token.
 
-    def __init__(self, info: Mapping[str, str], lanes: Mapping[str, str], *, id: str | None = None) -> None:
-        super().__init__(id=id)
+    With the `-clipped` class, a line too long for the screen ends in an ellipsis instead of wrapping.
+    """
+
+    DEFAULT_CSS = """
+    StatusBar {
+        height: 2;
+        padding: 0 1;
+        background: $panel;
+    }
+
+    StatusBar.-clipped {
+        text-wrap: nowrap;
+        text-overflow: ellipsis;
+    }
+    """
+
+    def __init__(self, info: Mapping[str, str], lanes: Mapping[str, str], *, id: str | None = None,
+                 classes: str | None = None) -> None:
+        super().__init__(id=id, classes=classes)
         self.info = dict(info)
         self.titles = dict(lanes)
         self.stats: dict[str, TurnStats | None] = dict.fromkeys(lanes)
