@@ -28,6 +28,7 @@ from deltamem.demo.backbone import BackboneSettings, save_backbone, train_backbo
 from deltamem.demo.data import conversations, corpus_text, demo_shape
 from deltamem.demo.tokenizer import build_tokenizer
 from deltamem.files import atomic_write_text
+from deltamem.runtime.contract import DELTA, LANE_NAMES
 from deltamem.train.batch import Renderer
 from deltamem.train.episodes import Episode
 from deltamem.train.trainer import answer_accuracy
@@ -72,8 +73,8 @@ def build(out: Path, backbone_settings: BackboneSettings, adapter_steps: int, se
     total_s = time.perf_counter() - started
     renderer, episodes, model = Renderer(tokenizer), held_out(eval_count), result.model
     accuracy = {f"{lane}_{'full' if window is None else 'window'}":
-                answer_accuracy(model, renderer, episodes, window, memory=lane == "delta")
-                for lane in ("frozen", "delta") for window in (DEMO_WINDOW, None)}
+                answer_accuracy(model, renderer, episodes, window, memory=lane == DELTA)
+                for lane in LANE_NAMES for window in (DEMO_WINDOW, None)}
     record = {
         "backbone": asdict(backbone_settings),
         "adapter": {"steps": adapter_steps, "batch": adapter_batch,
