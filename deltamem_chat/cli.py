@@ -6,6 +6,9 @@ The command modules import torch and transformers only when a command runs, so `
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Annotated
+
 import typer
 
 from deltamem_chat import __version__
@@ -23,6 +26,7 @@ from deltamem_chat.commands.options import (
     TemperatureOpt,
     TopKOpt,
     TopPOpt,
+    fail,
     lanes_mode,
     load_or_exit,
     policy_for,
@@ -59,6 +63,8 @@ def chat(
     top_p: TopPOpt = 1.0,
     top_k: TopKOpt = 0,
     seed: SeedOpt = 0,
+    read: Annotated[Path | None, typer.Option("--read", help="A text or Markdown file to write into the memory as "
+                                              "soon as the chat opens (a document, without a reply).")] = None,
     version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True,
                                  help="Print the version and exit."),
 ) -> None:
@@ -66,6 +72,13 @@ def chat(
     if ctx.invoked_subcommand is not None:
         return
     batched = lanes_mode(lanes)
+    if read is not None:
+        from deltamem_chat.documents import DocumentError, read_document
+
+        try:
+            read_document(read)        # checked before the model loads; the chat reads it again when it opens
+        except DocumentError as exc:
+            raise fail(str(exc)) from None
     models = resolve_or_exit(adapter, base)
     policy = policy_for(context, models.context)
     settings = settings_from(max_new_tokens, temperature, top_p, top_k, seed)
@@ -73,7 +86,7 @@ def chat(
     from deltamem_chat.tui import run_chat
 
     intro = models.alias.intro_for(policy) if models.alias is not None else None
-    raise typer.Exit(run_chat(loaded, policy, settings, batched, intro))
+    raise typer.Exit(run_chat(loaded, policy, settings, batched, intro, read))
 
 
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True, "help_option_names": []})

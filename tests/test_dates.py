@@ -11,7 +11,7 @@ from deltamem.runtime.contract import GenerationSettings
 from deltamem_chat.cli import app
 from deltamem_chat.replay import ReplayRunner
 from deltamem_chat.transcripts import Message, Probe, Transcript, load_transcript
-from deltamem_chat.transcripts.dates import read_texts
+from deltamem_chat.transcripts.reading import read_texts
 from tests.conftest import make_engine
 
 ITEMS = [

@@ -202,7 +202,7 @@ def test_chat_command_opens_the_tui_on_the_loaded_model(tiny_model_dirs, monkeyp
 
     seen = {}
 
-    def fake_run_chat(loaded, policy, settings, batched, intro):
+    def fake_run_chat(loaded, policy, settings, batched, intro, read):
         seen.update(base=loaded.base, policy=str(policy), batched=batched, tokens=settings.max_new_tokens,
                     intro=intro)
         return 0

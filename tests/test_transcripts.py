@@ -69,8 +69,11 @@ def test_shipped_probes_come_after_a_bounded_window(path: Path) -> None:
         pytest.skip("no window suggested")
     for before, probe in transcript.probe_positions():
         assert probe.depends_on is not None
+        source = transcript.messages[probe.depends_on]
         later = transcript.messages[probe.depends_on + 1 : before]
         words_after = sum(len(message.content.split()) for message in later)
+        if source.document is not None:      # a document is cut to its tail: count what follows the fact in it
+            words_after += len(source.content[source.content.index(probe.answer):].split())
         # about 0.75 English words per BPE token: the fact is at least a window's worth of tokens back
         assert words_after >= 0.75 * context.tokens, probe.question
 

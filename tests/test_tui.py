@@ -16,6 +16,7 @@ from textual.pilot import Pilot
 from deltamem import DeltaMemConfig, DeltaMemModel, OffTrainedDefaultsWarning
 from deltamem.context import ContextPolicy
 from deltamem.runtime.contract import (
+    DELTA,
     LANE_NAMES,
     Event,
     GenerationSettings,
@@ -38,6 +39,7 @@ from tests.tui_harness import (  # noqa: F401 (one_torch_thread: an autouse fixt
     RecordingApp,
     answer_dialog,
     one_torch_thread,
+    press,
     replies,
     run,
     say,
@@ -449,3 +451,42 @@ def test_snapshot_budget_warning(snap_compare: Callable[..., bool]) -> None:
         await pilot.pause(0.1)
 
     assert snap_compare(app, terminal_size=SIZE, run_before=run_before)
+
+
+def test_a_document_read_into_memory_moves_the_meter_and_says_how_much_was_read(tmp_path: Path) -> None:
+    engine = tiny_engine()
+    engine.set_policy(ContextPolicy(60))
+    document = tmp_path / "notes.md"
+    document.write_text("The spare key is under the blue pot. " * 60, encoding="utf-8")
+    app, chat = chat_app(engine)
+    seen: list[str] = []
+
+    async def scenario(pilot: Pilot) -> None:
+        original = chat.status.set_info
+
+        def record(key: str, value: str) -> None:
+            if key == "reading":
+                seen.append(value)
+            original(key, value)
+
+        chat.status.set_info = record
+        await pilot.press("ctrl+d")
+        await pilot.pause()
+        for key in str(document):
+            await pilot.press(key)
+        await press(pilot, "enter")
+        delta = engine.lanes[DELTA]
+        total = len(engine.renderer.ids([delta.messages[-1]]))
+        assert delta.written_total == total and chat.meter.written == total and not chat.meter.estimated
+        assert seen and seen[-1] == f"{total:,} / {total:,} tokens into memory", "progress shown as it went"
+        assert "reading" not in chat.status.info
+        notes = [str(n.render()) for n in chat.panes[DELTA].query(".note")]
+        assert f"document notes.md · 2,220 characters · {total:,} of {total:,} tokens read into memory" in notes
+        assert [m["role"] for m in delta.messages] == ["user"], "a document gets no reply"
+        assert delta.messages[0]["content"].startswith("Document: notes.md\n\n")
+        await press(pilot, "ctrl+d")
+        await pilot.press("escape")
+        app.main._read(str(tmp_path / "missing.md"))
+        assert any("missing.md: no such file" in note for note, _ in app.notes)
+
+    run(app, scenario)

@@ -15,7 +15,7 @@ from typing import Any
 from deltamem.runtime.contract import DELTA, Engine, Event, GenerationSettings, LaneDone, TurnDone, TurnStats
 from deltamem_chat.scoring import DEFAULT_PROTOCOL, ProbeOutcome, ScoreSummary, ScoringProtocol, get_protocol, summarise
 from deltamem_chat.transcripts import Probe, Transcript
-from deltamem_chat.transcripts.dates import read_texts
+from deltamem_chat.transcripts.reading import read_texts
 
 
 @dataclass

@@ -24,12 +24,14 @@ class TranscriptMeta:
 
 @dataclass(frozen=True)
 class Message:
-    """One chat turn. `session` and `time` let multi-session histories keep their structure."""
+    """One chat turn. `session` and `time` let multi-session histories keep their structure. A message with a
+    `document` title is a document given to read (no reply is expected): the lanes read it under its title."""
 
     role: Role
     content: str
     session: int | str | None = None
     time: str | None = None
+    document: str | None = None
 
 
 #: A benchmark's question category: LoCoMo's 1-5, LongMemEval's question type, MemoryAgentBench's split.

@@ -203,7 +203,8 @@ class LineValidator:
         if session is not None and (isinstance(session, bool) or not isinstance(session, int | str)):
             raise LineProblem(f'"session" must be an integer or a string (got {_describe(session)})')
         self.messages += 1
-        return Message(role=role, content=content, session=session, time=_optional_str(record, "time"))
+        return Message(role=role, content=content, session=session, time=_optional_str(record, "time"),
+                       document=_optional_str(record, "document"))
 
     def _probe(self, record: dict[str, object], line: int) -> Probe:
         if self.messages == 0:

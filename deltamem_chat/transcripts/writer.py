@@ -37,6 +37,8 @@ def item_record(item: Message | Probe) -> dict[str, object]:
             record["session"] = item.session
         if item.time is not None:
             record["time"] = item.time
+        if item.document is not None:
+            record["document"] = item.document
         return record
     record = {"type": "probe"}
     if item.id is not None:

@@ -3,6 +3,8 @@ built on one frame (`LanesScreen`: the lanes, the meter, the engine's worker); t
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from deltamem.context import ContextPolicy
 from deltamem.runtime.contract import GenerationSettings, SessionIdentity
 from deltamem.runtime.engine import ABEngine
@@ -18,12 +20,12 @@ __all__ = ["BudgetMeter", "ChatScreen", "DeltaMemApp", "Job", "LanePane", "Lanes
 
 
 def run_chat(loaded: LoadedModel, policy: ContextPolicy, settings: GenerationSettings, batched: bool = True,
-             intro: str | None = None) -> int:
-    """Open the side-by-side chat on a loaded model (`intro` shown whenever a conversation starts empty); returns the
-    process exit code."""
+             intro: str | None = None, read: Path | None = None) -> int:
+    """Open the side-by-side chat on a loaded model (`intro` shown whenever a conversation starts empty, `read` a
+    document read into memory at once); returns the process exit code."""
     engine = ABEngine(loaded.model, loaded.tokenizer, policy=policy, batched=batched)
     info = {"models": f"{loaded.base} + {loaded.adapter}", "device": loaded.choice.describe(), "policy": str(policy)}
     app = DeltaMemApp(ChatScreen(engine, title_info=info, identity=SessionIdentity(loaded.base, loaded.adapter),
-                                 settings=settings, intro=intro))
+                                 settings=settings, intro=intro, read=read))
     app.run()
     return app.return_code or 0

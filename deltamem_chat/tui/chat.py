@@ -7,6 +7,7 @@ history, the intro, saving, loading and exporting, the context policy and pausin
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
@@ -16,8 +17,10 @@ from textual.widgets import Input
 
 from deltamem.context import ContextPolicy, PolicyError
 from deltamem.files import atomic_write_text
-from deltamem.runtime.contract import FROZEN, Engine, GenerationSettings, LaneDone, SessionIdentity
+from deltamem.runtime.contract import FROZEN, Engine, GenerationSettings, LaneDone, SessionIdentity, TurnDone
+from deltamem_chat.documents import DocumentError, read_document
 from deltamem_chat.text import stamp
+from deltamem_chat.transcripts.reading import document_text
 from deltamem_chat.tui.commands import CHAT_COMMANDS
 from deltamem_chat.tui.export import conversation_markdown
 from deltamem_chat.tui.frame import Job, LanesScreen
@@ -27,7 +30,15 @@ from deltamem_chat.tui.widgets import ChatInput
 
 #: Actions that read or change the engine: unavailable while a turn runs.
 ENGINE_ACTIONS = frozenset({"reset_memory", "new_conversation", "save_session", "load_session", "export",
-                            "switch_policy", "toggle_frozen"})
+                            "switch_policy", "toggle_frozen", "read_document"})
+
+
+@dataclass
+class DocumentJob(Job):
+    """Reading a document: what the panes say of it when it is done."""
+
+    title: str = ""
+    size: str = ""
 
 
 class ChatScreen(LanesScreen[Job]):
@@ -50,14 +61,16 @@ class ChatScreen(LanesScreen[Job]):
         Binding("ctrl+e", "export", "export", priority=True),
         Binding("ctrl+w", "switch_policy", "policy", priority=True),
         Binding("ctrl+f", "toggle_frozen", "frozen on/off", priority=True),
+        Binding("ctrl+d", "read_document", "read a document", show=False, priority=True),
     ]
 
     def __init__(self, engine: Engine, *, title_info: Mapping[str, str], identity: SessionIdentity | None,
-                 settings: GenerationSettings, intro: str | None = None) -> None:
+                 settings: GenerationSettings, intro: str | None = None, read: Path | None = None) -> None:
         """`title_info` is shown in order in the status bar (models, device); its `policy` follows the engine's.
 
         Without an `identity`, saving and loading sessions are refused: nothing could check a session's model.
-        `intro` is shown in every pane whenever a conversation starts empty (what the model is, what to try).
+        `intro` is shown in every pane whenever a conversation starts empty (what the model is, what to try); `read`
+        is a document read into memory as soon as the chat opens.
         """
         super().__init__(engine, dict(title_info) | {"policy": str(engine.policy)})
         self.identity = identity
@@ -65,6 +78,7 @@ class ChatScreen(LanesScreen[Job]):
         self.intro = intro
         self.frozen_on = True
         self._last_session: Path | None = None
+        self._read_on_start = read
 
     def compose_controls(self) -> Iterator[Widget]:
         yield ChatInput(id="message")
@@ -75,6 +89,8 @@ class ChatScreen(LanesScreen[Job]):
 
     def on_mount(self) -> None:
         self._show_conversation()
+        if self._read_on_start is not None:
+            self._read(str(self._read_on_start))
 
     # ------------------------------------------------------------------------------------------ turns
     def on_input_submitted(self, event: Input.Submitted) -> None:
@@ -107,6 +123,37 @@ class ChatScreen(LanesScreen[Job]):
     def apply(self, job: Job, item: FeedItem) -> None:
         if isinstance(item, LaneDone):
             self.panes[item.lane].finish_reply(item.stats, text=item.text)
+        elif isinstance(item, TurnDone) and isinstance(job, DocumentJob):
+            for name, stats in item.stats.items():
+                read = f"{stats.long_read:,} of {stats.long_total:,} tokens read into memory" if stats.long_total \
+                    else f"{stats.written:,} tokens written"
+                stopped = " (stopped: the rest was not read)" if stats.long_read < stats.long_total else ""
+                self.panes[name].add_note(f"document {job.title} · {job.size} · {read}{stopped}")
+
+    # ------------------------------------------------------------------------------------------ documents
+    def action_read_document(self) -> None:
+        self.app.push_screen(PromptDialog("Read a document", "Text or Markdown file to write into the memory (the "
+                                          "frozen lane sees what the window gives it):", ""), self._read)
+
+    def _read(self, path: str | None) -> None:
+        if path is None:
+            return
+        try:
+            document = read_document(path)
+        except DocumentError as exc:
+            self.report_error("Could not read the document", exc)
+            return
+        lanes = [name for name in self.lane_names if name != FROZEN or self.frozen_on]
+        for name in lanes:
+            self.panes[name].add_user(document_text(document.title, document.text))
+        self.start(DocumentJob(self.written, title=document.title, size=document.size),
+                   partial(self._read_into_memory, document_text(document.title, document.text), lanes))
+
+    def _read_into_memory(self, text: str, lanes: list[str], job: Job) -> None:
+        """On the worker thread: the document as a message without a reply, read (long ones in chunks)."""
+        self.engine.add_message("user", text, lanes)
+        for event in self.engine.read(lanes, job.cancel):
+            self.feed.put(event)
 
     def job_failed(self, job: Job) -> None:
         """The meter as the engine's cleanup left it."""

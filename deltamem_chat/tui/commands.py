@@ -21,6 +21,7 @@ CHAT_COMMANDS: tuple[PaletteEntry, ...] = (
     ("Save session", "save_session", "Write the conversation and the memory to a folder"),
     ("Load session", "load_session", "Replace the conversation and the memory with a saved session"),
     ("Export conversation", "export", "Write both lanes' messages to a Markdown file"),
+    ("Read a document", "read_document", "Write a text or Markdown file into the memory without a reply (ctrl+d)"),
     ("Switch context policy", "switch_policy", "full history in the prompt, or a window of recent tokens"),
     ("Toggle frozen lane", "toggle_frozen", "Pause or resume the frozen lane (δ-mem alone is faster)"),
 )

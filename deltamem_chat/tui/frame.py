@@ -24,7 +24,7 @@ from textual.screen import Screen
 from textual.widget import Widget
 from textual.widgets import Footer
 
-from deltamem.runtime.contract import DELTA, LANE_TITLES, Engine, LaneDone, TurnDone
+from deltamem.runtime.contract import DELTA, LANE_TITLES, Engine, LaneDone, ReadProgress, TurnDone
 from deltamem_chat.tui.commands import PaletteCommands, PaletteEntry
 from deltamem_chat.tui.feed import Feed
 from deltamem_chat.tui.messages import FeedItem, JobEnded, JobFailed, TextDelta
@@ -167,6 +167,11 @@ class LanesScreen(Screen[None], Generic[JobT]):
             elif isinstance(item, JobEnded):
                 self._end(job)
                 return
+            elif isinstance(item, ReadProgress):
+                # A long message read into memory chunk by chunk: the meter moves as it goes.
+                self.status.set_info("reading", f"{item.done:,} / {item.total:,} tokens into memory")
+                if item.lane == self.METER_LANE:
+                    self.show_budget(job.written_before + item.done, item.done, estimated=True)
             else:
                 if isinstance(item, LaneDone):
                     self.status.set_lane(item.lane, item.stats)
@@ -193,6 +198,7 @@ class LanesScreen(Screen[None], Generic[JobT]):
         """The view's part of a failure, before the job ends."""
 
     def _end(self, job: JobT) -> None:
+        self.status.clear_info("reading")
         self.job = None
         self._pump.pause()
         self.app.refresh_bindings()

@@ -13,6 +13,9 @@ from textual.widgets import Static
 
 from deltamem.runtime.contract import TurnStats
 
+#: How much of a very long user message a pane shows (the lanes read it all).
+SHOWN_CHARS = 2_000
+
 
 class Reply(Static):
     """An assistant reply; its text grows while it streams."""
@@ -125,6 +128,9 @@ class LanePane(VerticalScroll):
         return self._last.text if self._last else ""
 
     def add_user(self, text: str) -> None:
+        """A user's message; a very long one (a pasted document) shows its start and its length, not all of it."""
+        if len(text) > SHOWN_CHARS:
+            text = f"{text[:SHOWN_CHARS]}\n… {len(text):,} characters in all"
         self.mount(Static(Content(text), classes="user"))
 
     def add_assistant(self, text: str) -> None:

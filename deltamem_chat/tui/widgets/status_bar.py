@@ -50,6 +50,10 @@ class StatusBar(Widget):
         self.info[key] = value
         self.refresh()
 
+    def clear_info(self, key: str) -> None:
+        if self.info.pop(key, None) is not None:
+            self.refresh()
+
     def set_lane(self, lane: str, stats: TurnStats | None) -> None:
         self.stats[lane] = stats
         self.refresh()

@@ -1,4 +1,7 @@
-"""Dates in what the lanes read: each session's date before its first message, a probe's date before its question.
+"""What the lanes read of a transcript's items: documents under their title, dates before sessions and questions.
+
+A document message is read as `Document: <title>` and a blank line before its text (`document_text`), so both lanes
+know what they are given.
 
 Benchmarks of long conversations ask when things happened (LoCoMo's temporal questions are a fifth of them), and
 the transcript keeps the dates in `Message.time` and `Probe.date`. The official LoCoMo protocol writes
@@ -14,6 +17,12 @@ from collections.abc import Callable, Sequence
 from deltamem_chat.transcripts.model import Item, Message, Probe
 
 DATE_LINE = "DATE: {}\n"
+DOCUMENT_HEADER = "Document: {}\n\n"
+
+
+def document_text(title: str, text: str) -> str:
+    """A document as the lanes read it: its title, a blank line, its text."""
+    return DOCUMENT_HEADER.format(title) + text
 
 
 def dated(text: str, date: str | None) -> str:
@@ -31,11 +40,12 @@ def read_texts(items: Sequence[Item], dates: bool = True,
         if isinstance(item, Message):
             here = (item.session, item.time)
             starts = item.time is not None and here != previous
-            texts.append(dated(item.content, item.time if dates and starts else None))
+            content = item.content if item.document is None else document_text(item.document, item.content)
+            texts.append(dated(content, item.time if dates and starts else None))
             previous = here
         else:
             texts.append(dated(question(item), item.date if dates else None))
     return texts
 
 
-__all__ = ["DATE_LINE", "dated", "read_texts"]
+__all__ = ["DATE_LINE", "DOCUMENT_HEADER", "dated", "document_text", "read_texts"]
