@@ -26,6 +26,9 @@ from torch.utils.hooks import RemovableHandle
 from deltamem.config import DeltaMemConfig
 from deltamem.masks import token_validity
 from deltamem.memory import AttentionShape, DecodeWeights, DeltaMemLayer, PendingWrite, ReadCorrections, masked_mean
+from deltamem.quantization import install_import_filter
+
+install_import_filter()
 
 #: Attention classes δ-mem was trained on (by class name, so a transformers without SmolLM3 still imports).
 SUPPORTED_ATTENTION = ("Qwen3Attention", "SmolLM3Attention")
