@@ -84,9 +84,17 @@ class ReadCorrections:
     reads: Tensor                 # [B, R] in the model dtype
     weights: dict[str, Tensor]    # branch → [R, out], transposed, with α/r folded in
 
-    def add_to(self, branch: str, output: Tensor) -> Tensor:
-        """output [B, 1, out] + the correction; in place when autograd is off (the output is the hook's own)."""
+    def add_to(self, branch: str, output: Tensor, rows: Any = None) -> Tensor:
+        """output [B, 1, out] + the correction; in place when autograd is off (the output is the hook's own).
+
+        `rows` (the model's selection of memory rows, or None for all) are the rows the reads belong to: the others
+        are left untouched.
+        """
         flat = output.view(-1, output.shape[-1])
+        if rows is not None:
+            if torch.is_grad_enabled() or rows.span is None:
+                return rows.add(flat, self.reads @ self.weights[branch]).view(output.shape)
+            flat = flat[rows.span]
         if torch.is_grad_enabled():
             return torch.addmm(flat, self.reads, self.weights[branch]).view(output.shape)
         flat.addmm_(self.reads, self.weights[branch])
@@ -300,9 +308,9 @@ class DeltaMemLayer(nn.Module):
 
         x: [B, T, d] attention input. state: [B, H, r, r] float32. written: [B, T] bool, the tokens that write into
         the memory, or None when no token writes (a read-only forward needs no scan); `all_written` says the caller
-        knows it is all True, which spares decode its masking. readable: [B, T] 1/0 in the state dtype, the tokens
-        that read, or None when all of them do. segments: [B, T] long for SSW (-1 = not written), or None for one
-        write per token.
+        knows it is all True, which spares decode its masking. readable: [B, T] bool, the tokens that read (the
+        others' reads are set to zero, never multiplied by zero), or None when all of them do. segments: [B, T]
+        long for SSW (-1 = not written), or None for one write per token.
         """
         batch, n_tok, _ = x.shape
         heads, rank = self.config.num_state_heads, self.config.rank
@@ -325,7 +333,7 @@ class DeltaMemLayer(nn.Module):
             new_state, beta, written = self._segment_writes(x, state, segments)
             reads = torch.einsum("bhij,bthj->bthi", state, qk[..., 0].to(state.dtype))   # every token reads S_0
         if readable is not None:
-            reads = reads * readable[:, :, None, None]
+            reads = reads.masked_fill(~readable[:, :, None, None], 0)
         corrections = self.corrections(reads.flatten(2).to(x.dtype))
         return MemoryOutput(corrections, new_state.view(batch, heads, rank, rank), beta, written)
 
@@ -347,7 +355,7 @@ class DeltaMemLayer(nn.Module):
             qk = qk.to(state.dtype)
         product = torch.bmm(state.view(-1, rank, rank), qk)    # S q and S k at once
         reads = product[..., 0].reshape(batch, -1)             # [B, R], strided
-        reads = reads.contiguous() if readable is None else reads * readable
+        reads = reads.contiguous() if readable is None else reads.masked_fill(~readable, 0)
         if reads.dtype != x.dtype:
             reads = reads.to(x.dtype)
         if branches:
@@ -367,8 +375,8 @@ class DeltaMemLayer(nn.Module):
         batch = pending.raw.shape[-2]
         sk, k = (t[..., 1].unflatten(-2, (batch, -1)) for t in (pending.product, pending.qk))
         if lam is None and self.config.state_update_mode == "standard":
-            masked = beta if all_written else beta * written.view(-1, 1, 1)
-            return coupled_update(state, sk, k, v, masked), beta
+            new = coupled_update(state, sk, k, v, beta)
+            return (new if all_written else torch.where(written.view(-1, 1, 1, 1), new, state)), beta
         keep, erase, write = self.coefficients(beta, lam if lam is None or lam.dtype == dtype else lam.to(dtype))
         return update(state, sk, k, v, keep, erase, write, written.view(-1, 1)), beta
 

@@ -365,7 +365,9 @@ class ABEngine:
         for lane, part in zip(group.lanes, parts):
             lane.processed.extend(part)
         fed = torch.tensor([bool(part) for part in parts])
-        return torch.where(fed.to(out.logits.device).unsqueeze(1), out.logits[:, -1].float(), float("nan"))
+        # NaN marks the rows that were not fed: a NaN the model computed (a broken adapter) must not pass for one.
+        logits = torch.nan_to_num(out.logits[:, -1].float(), nan=0.0, posinf=float("inf"), neginf=float("-inf"))
+        return torch.where(fed.to(logits.device).unsqueeze(1), logits, float("nan"))
 
     def _decode(self, group: LaneGroup, logits: Tensor | None, settings: GenerationSettings,
                 cancel: threading.Event | None, replies: list[_Reply]) -> Iterator[Event]:
