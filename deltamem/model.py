@@ -63,10 +63,18 @@ def _now_or_later(n_tok: int, compute: Callable[[], Tensor]) -> _Diagnostic:
     return compute if n_tok == 1 else compute().detach()
 
 
+def _norm(x: Tensor) -> Tensor:
+    """‖x‖ per row (over tokens and features) in float32, without a float32 copy of x: reductions of bf16 (and
+    float32) accumulate in float32 already; float16 is reduced in float32 since its norms can overflow."""
+    x = x.detach()
+    if x.dtype == torch.float16:
+        return torch.linalg.vector_norm(x, dim=(-2, -1), dtype=torch.float32)
+    return torch.linalg.vector_norm(x, dim=(-2, -1)).float()
+
+
 def _norm_ratio(output: Tensor, delta: Tensor) -> Tensor:
     """‖Δo‖ / ‖o‖ per row, in float32."""
-    base = torch.linalg.vector_norm(output.detach().float(), dim=(-2, -1))
-    return torch.linalg.vector_norm(delta.detach().float(), dim=(-2, -1)) / base.clamp(min=1e-12)
+    return _norm(delta) / _norm(output).clamp(min=1e-12)
 
 
 def _norm_ratio_after(corrected: Tensor, delta: Callable[[], Tensor]) -> Tensor:
@@ -309,7 +317,9 @@ class DeltaMemModel(nn.Module):
             if branch == "o":
                 forward.pending[index] = None
                 self._delta_o_ratio[index] = _now_or_later(output.shape[-2], partial(_norm_ratio, output, delta))
-            return output + delta
+                if output.shape[-2] == 1:                 # measured later: keep o as it is
+                    return output + delta
+            return output + delta if torch.is_grad_enabled() else output.add_(delta)
         if branch == "o":         # measured before the in-place add below
             forward.pending[index] = None
             ratio = _norm_ratio(rows.take(output), delta)
