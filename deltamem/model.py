@@ -129,6 +129,17 @@ def _spread_later(rows: _Rows | None, batch: int, diagnostic: _Diagnostic) -> _D
     return rows.spread(diagnostic, batch)
 
 
+def _merge_row(old: _Diagnostic | None, new: _Diagnostic | None, row: int, batch: int) -> _Diagnostic | None:
+    """A diagnostic of one row (a batch of one) as the row of a batch's, keeping the other rows' values."""
+    if new is None:
+        return old
+    value = (new() if callable(new) else new).detach().reshape(-1)
+    base = old() if callable(old) else old
+    base = base.detach().clone() if base is not None and base.shape == (batch,) else value.new_zeros(batch)
+    base[row] = value[0]
+    return base
+
+
 @dataclass
 class _Forward:
     """What one call of the model needs between its hooks: made when the decoder's forward starts, dropped at its end.
@@ -471,6 +482,51 @@ class DeltaMemModel(nn.Module):
             yield
         finally:
             self._write_rows = saved
+
+    @contextmanager
+    def single_row(self, row: int, batch: int) -> Iterator[None]:
+        """Run the forwards of a block on one row of a `batch`-row batch as a batch of one: that row's memory,
+        switches and counter; merged back into the batch's when the block ends (and dropped if it raises).
+
+        A caller that feeds the rows of a batch one at a time (see `deltamem.runtime.prefill`) gets what one
+        batched forward would leave: every row's state and counter, and diagnostics per row of the batch.
+        """
+        memory = self._rows(self._memory_rows, batch, "memory")
+        writes = self._rows(self._write_rows, batch, "write")
+        saved = (self._states, self._written, self._memory_rows, self._write_rows, self._beta_mean,
+                 self._delta_o_ratio)
+        if any(state is not None and state.shape[0] != batch for state in self._states):
+            raise DeltaMemError(f"the memory holds another batch than the {batch} rows asked for")
+        views = [None if state is None else state[row:row + 1] for state in self._states]
+        self._states = list(views)
+        self._written = None if self._written is None else self._written[row:row + 1].clone()
+        self._memory_rows, self._write_rows = (memory[row],), (writes[row],)
+        self._beta_mean = [None] * len(self._beta_mean)
+        self._delta_o_ratio = [None] * len(self._delta_o_ratio)
+        try:
+            yield
+        except BaseException:
+            (self._states, self._written, self._memory_rows, self._write_rows, self._beta_mean,
+             self._delta_o_ratio) = saved
+            raise
+        states, written, self._memory_rows, self._write_rows, beta_mean, delta_o_ratio = saved
+        index = torch.tensor([row], device=self.device)
+        states = list(states)
+        for layer, (full, part) in enumerate(zip(states, self._states)):
+            if part is not None and part is not views[layer]:          # the row's state changed
+                base = full if full is not None else part.new_zeros(batch, *part.shape[1:])
+                states[layer] = base.index_copy(0, index.to(part.device), part)
+        self._states = states
+        if self._written is not None:
+            merged = (written.clone() if written is not None and written.shape == (batch,) else
+                      torch.zeros(batch, dtype=torch.long, device=self._written.device))
+            merged[row] = self._written[0]
+            self._written = merged
+        else:
+            self._written = written
+        self._beta_mean = [_merge_row(old, new, row, batch) for old, new in zip(beta_mean, self._beta_mean)]
+        self._delta_o_ratio = [_merge_row(old, new, row, batch) for old, new in zip(delta_o_ratio,
+                                                                                    self._delta_o_ratio)]
 
     @contextmanager
     def write_segments(self, message_ids: Tensor | None, sentence_ids: Tensor | None = None) -> Iterator[None]:

@@ -42,6 +42,7 @@ from deltamem.runtime.contract import (
     TurnStats,
 )
 from deltamem.runtime.lanes import Lane, LaneGroup, LaneSnapshot
+from deltamem.runtime.prefill import lanes_forward
 
 
 @dataclass(frozen=True)
@@ -358,8 +359,8 @@ class ABEngine:
         if write:
             self._refresh_writes(group.lanes)
         with nullcontext() if write else self.model.read_only():
-            out = self.model(input_ids=ids.to(device), attention_mask=mask.to(device),
-                             position_ids=positions.to(device), use_cache=True, **{self._cache_kw: group.cache})
+            out = lanes_forward(self.model, input_ids=ids.to(device), attention_mask=mask.to(device),
+                                position_ids=positions.to(device), cache_kw=self._cache_kw, cache=group.cache)
         group.cache = output_cache(out)
         group.mask = mask
         for lane, part in zip(group.lanes, parts):
