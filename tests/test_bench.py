@@ -114,7 +114,8 @@ def test_help_explains_every_option(capsys: pytest.CaptureFixture) -> None:
     assert main(["--help"]) == 0
     text = capsys.readouterr().out
     for option in ("--shape", "--prompt-lens", "--decode-len", "--scan-lens", "--device", "--dtype", "--attn",
-                   "--repeats", "--warmup", "--modes", "--json", "--markdown", "--seed"):
+                   "--repeats", "--warmup", "--modes", "--json", "--markdown", "--seed", "--layers", "--vocab",
+                   "--quantize"):
         assert option in text
     assert "--_child" not in text
 
