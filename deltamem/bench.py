@@ -15,9 +15,11 @@ from collections.abc import Sequence
 import torch
 
 from deltamem.benchmarks import lanes, peak, report, scans
-from deltamem.benchmarks.common import Settings, build_model
+from deltamem.benchmarks.common import Settings, build_models
 from deltamem.files import atomic_write_text
-from deltamem.shapes import SHAPES, describe
+from deltamem.quantization import MODES as QUANTIZATIONS
+from deltamem.quantization import QuantizationError, check_runtime
+from deltamem.shapes import SHAPES, describe, label
 
 MODES = ("prefill", "decode", "memory", "ab", "scan")
 ATTENTIONS = ("sdpa", "eager", "flash_attention_2")
@@ -56,6 +58,14 @@ def _count(minimum: int):
     return parse
 
 
+def _quantizations(text: str) -> list[str]:
+    chosen = [m.strip() for m in text.split(",") if m.strip()]
+    unknown = [m for m in chosen if m not in QUANTIZATIONS]
+    if unknown or not chosen or len(set(chosen)) != len(chosen):
+        raise argparse.ArgumentTypeError(f"expected some of {','.join(QUANTIZATIONS)} (each once), got {text!r}")
+    return chosen
+
+
 def _modes(text: str) -> list[str]:
     modes = [m.strip() for m in text.split(",") if m.strip()]
     unknown = [m for m in modes if m not in MODES]
@@ -73,6 +83,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--shape", choices=sorted(SHAPES), default="cpu-bench",
                         help="backbone shape with random weights (default: cpu-bench, 8 layers of hidden 512)")
+    parser.add_argument("--layers", type=_count(1), metavar="N",
+                        help="decoder layers of the shape (default: the shape's own): a real width with a few "
+                             "layers measures the real model's per-layer cost on a small machine; the report states "
+                             "the shape used")
+    parser.add_argument("--vocab", type=_count(2), metavar="N",
+                        help="vocabulary size of the shape (default: the shape's own); the output head is read "
+                             "whole per decoded token, so it weighs in the decode figures")
+    parser.add_argument("--quantize", type=_quantizations, default=["none"], metavar="Q,Q",
+                        help="weight-only quantization of the backbone, comma-separated from none, int8, int4 "
+                             "(torchao, CPU, bfloat16): each is its own copy of the same random model, its lanes "
+                             "interleaved with the others'; ratios between the lanes use the first (default: none)")
     parser.add_argument("--prompt-lens", type=_int_list, default=[512, 4096], metavar="N,N",
                         help="prompt lengths in tokens for prefill, decode, memory and ab (default: 512,4096); the "
                              "summary uses the largest")
@@ -87,8 +108,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--device", default="auto",
                         help="auto (cuda when available, else cpu), cpu, cuda or cuda:N (default: auto)")
     parser.add_argument("--dtype", choices=("auto", *DTYPES), default="auto",
-                        help="model dtype: auto is bfloat16 on cuda and float32 on cpu; the memory state is always "
-                             "float32 (default: auto)")
+                        help="model dtype: auto is bfloat16 on cuda and float32 on cpu (bfloat16 there too with "
+                             "--quantize); the memory state is always float32 (default: auto)")
     parser.add_argument("--attn", choices=ATTENTIONS, default="sdpa",
                         help="attention implementation of the backbone (default: sdpa)")
     parser.add_argument("--repeats", type=_count(1), default=3, metavar="N",
@@ -126,9 +147,12 @@ def _device(name: str) -> torch.device:
     return device
 
 
-def _dtype(name: str, device: torch.device) -> torch.dtype:
+def _dtype(name: str, device: torch.device, quantize: Sequence[str] = ("none",)) -> torch.dtype:
+    """auto: bfloat16 on CUDA, and on a CPU when a quantized copy is measured (its kernels compute in bfloat16, and
+    its unquantized twin is then the bfloat16 model); float32 otherwise."""
     if name == "auto":
-        return torch.bfloat16 if device.type == "cuda" else torch.float32
+        quantized = any(mode != "none" for mode in quantize)
+        return torch.bfloat16 if device.type == "cuda" or quantized else torch.float32
     return DTYPES[name]
 
 
@@ -141,6 +165,11 @@ def _check(args: argparse.Namespace, device: torch.device) -> None:
     for option, path in (("--json", args.json), ("--markdown", args.markdown)):
         if path and not os.path.isdir(os.path.dirname(os.path.abspath(path))):
             raise UsageError(f"argument {option}: the folder of {path} does not exist")
+    try:
+        for mode in args.quantize:
+            check_runtime(mode, device, _dtype(args.dtype, device, args.quantize))
+    except QuantizationError as exc:
+        raise UsageError(f"argument --quantize: {exc}") from None
     longest = max(args.prompt_lens) + args.decode_len
     if longest > 40960:
         raise UsageError(f"argument --prompt-lens: prompt plus decode is {longest} tokens, more than the 40960 "
@@ -159,13 +188,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exc:          # --help
         return int(exc.code or 0)
 
-    settings = Settings(shape=args.shape, device=device, dtype=_dtype(args.dtype, device), attn=args.attn,
-                        repeats=args.repeats, warmup=args.warmup, seed=args.seed)
+    settings = Settings(shape=args.shape, device=device, dtype=_dtype(args.dtype, device, args.quantize),
+                        attn=args.attn, repeats=args.repeats, warmup=args.warmup, seed=args.seed, layers=args.layers,
+                        vocab_size=args.vocab)
     threads = torch.get_num_threads()
     torch.set_num_threads(args.threads or threads)
     try:
         if args._child:
-            return peak.child_main(settings, args._child, args.prompt_lens[0], args.decode_len)
+            return peak.child_main(settings, args._child, args.prompt_lens[0], args.decode_len, args.quantize[0])
         return _run(args, settings, list(sys.argv[1:] if argv is None else argv))
     except peak.ChildError as exc:
         print(f"deltamem.bench: {exc}", file=sys.stderr)
@@ -179,24 +209,29 @@ def _run(args: argparse.Namespace, settings: Settings, argv: list[str]) -> int:
     load_at_start = _load_average()
     records: list[report.Record] = []
     modes, device = args.modes, settings.device
-    model = None
+    models = {}
+    shape = settings.backbone_shape
     if {"prefill", "decode", "ab"} & set(modes) or ("memory" in modes and device.type == "cuda"):
-        _say(f"building a random {args.shape} model on {device} in {str(settings.dtype).removeprefix('torch.')}")
-        model = build_model(settings)
+        _say(f"building a random {label(shape, args.shape)} model on {device} in "
+             f"{str(settings.dtype).removeprefix('torch.')}"
+             + (f", quantized {', '.join(args.quantize)}" if args.quantize != ["none"] else ""))
+        models = build_models(settings, args.quantize)
     if {"prefill", "decode"} & set(modes):
         _say("timing prefill and decode of the frozen and δ-mem lanes")
-        records += lanes.lane_records(model, settings, args.prompt_lens, args.decode_len, modes)
+        records += lanes.lane_records(models, settings, args.prompt_lens, args.decode_len, modes)
     if "ab" in modes:
         _say("timing the A/B turn: batched, sequential, single lane")
-        records += lanes.ab_records(model, settings, args.prompt_lens, args.decode_len, args.message_len)
+        records += lanes.ab_records(models[args.quantize[0]], settings, args.prompt_lens, args.decode_len,
+                                    args.message_len)
     if "memory" in modes:
         _say("measuring peak memory" + (" (one fresh process per lane and length)" if device.type == "cpu" else ""))
-        records += peak.memory_records(settings, args.prompt_lens, args.decode_len, model)
+        records += peak.memory_records(settings, args.prompt_lens, args.decode_len, args.quantize, models)
     if "scan" in modes:
         _say("timing the scan forms")
         records += scans.scan_records(settings, args.scan_lens)
 
-    run = {"shape": args.shape, "shape_details": describe(args.shape), "modes": modes,
+    run = {"shape": args.shape, "shape_label": label(shape, args.shape), "shape_details": describe(shape, args.shape),
+           "quantize": args.quantize, "modes": modes,
            "prompt_lens": args.prompt_lens, "decode_len": args.decode_len, "message_len": args.message_len,
            "scan_lens": args.scan_lens, "repeats": args.repeats, "warmup": args.warmup, "seed": args.seed, "argv": argv,
            "load_average_1m": {"start": load_at_start, "end": _load_average()}}

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 import torch
 import torch.nn.functional as F
@@ -83,22 +83,47 @@ class ReadCorrections:
 
     reads: Tensor                 # [B, R] in the model dtype
     weights: dict[str, Tensor]    # branch → [R, out], transposed, with α/r folded in
+    deltas: dict[str, Tensor] | None = None    # branch → [B, out]: the corrections themselves (`float_products`)
 
-    def add_to(self, branch: str, output: Tensor) -> Tensor:
-        """output [B, 1, out] + the correction; in place when autograd is off (the output is the hook's own)."""
+    def add_to(self, branch: str, output: Tensor, rows: Any = None) -> Tensor:
+        """output [B, 1, out] + the correction; in place when autograd is off (the output is the hook's own).
+
+        `rows` (the model's selection of memory rows, or None for all) are the rows the reads belong to: the others
+        are left untouched.
+        """
         flat = output.view(-1, output.shape[-1])
-        if torch.is_grad_enabled():
-            return torch.addmm(flat, self.reads, self.weights[branch]).view(output.shape)
-        flat.addmm_(self.reads, self.weights[branch])
-        return output
+        grad = torch.is_grad_enabled()
+        if self.deltas is not None:                              # computed already: only the add is left
+            delta = self.deltas[branch]
+            if rows is not None:
+                return rows.add(flat, delta).view(output.shape)
+            return (flat + delta if grad else flat.add_(delta)).view(output.shape)
+        weight = self.weights[branch]
+        if rows is None:                                         # one fused addmm
+            if grad:
+                return torch.addmm(flat, self.reads, weight).view(output.shape)
+            flat.addmm_(self.reads, weight)
+            return output
+        if rows.span is not None and not grad:
+            flat[rows.span].addmm_(self.reads, weight)
+            return output
+        return rows.add(flat, self.reads @ weight).view(output.shape)
 
     def delta(self, branch: str) -> Tensor:
+        if self.deltas is not None:
+            return self.deltas[branch].unsqueeze(1)
         return (self.reads @ self.weights[branch]).unsqueeze(1)
 
 
-#: What decode multiplies by: the fused projection and its bias, the fused corrections, and the corrections per
-#: branch when nothing but the product stands between the reads and the outputs (else None).
-DecodeWeights = tuple[Tensor, Tensor, Tensor, dict[str, Tensor] | None]
+class DecodeWeights(NamedTuple):
+    """What decode multiplies by, fetched for all layers once per token."""
+
+    projection: Tensor                   # the fused projection and its bias (float32 with `float_products`)
+    bias: Tensor
+    corrections: Tensor                  # the fused corrections [Σ out, R], α/r folded in
+    branches: dict[str, Tensor] | None   # per branch, transposed for `addmm`, when nothing but the product stands
+                                         # between the reads and the outputs (else None)
+    stacked: Tensor | None = None        # `float_products` and a plain product: all branches transposed [R, Σ out]
 
 
 class DeltaMemLayer(nn.Module):
@@ -171,8 +196,25 @@ class DeltaMemLayer(nn.Module):
         that they come out side by side, the layout of decode's single product); tanh and the normalisation run
         on q and k at once. Same arithmetic as projecting each apart (official op order), fewer kernels.
         """
-        out = F.linear(x, *self.fused_projection())
+        out = self._project(x, *self.fused_projection(self.float_products))
         return self._qk(out), *self._values_and_gates(out)
+
+    @property
+    def float_products(self) -> bool:
+        """Whether the memory's small products run in float32 although the model is in bf16 or fp16: on a CPU, where
+        the half-precision GEMM kernels for these shapes (32 output columns; an inner dimension of 8) run 2 to 20
+        times slower than float32's (oneDNN without native bf16 instructions). The products' inputs are the model
+        dtype's values and their outputs are rounded back to it, so only the accumulation differs from a
+        half-precision GEMM's (which accumulates in float32 too)."""
+        weight = self._parameters["memory_q_proj"]
+        return weight.device.type == "cpu" and weight.dtype in (torch.bfloat16, torch.float16)
+
+    @staticmethod
+    def _project(x: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
+        """`F.linear`, in the weight's dtype (float32 for `float_products`), output in x's dtype."""
+        if weight.dtype == x.dtype:
+            return F.linear(x, weight, bias)
+        return F.linear(x.to(weight.dtype), weight, bias).to(x.dtype)
 
     def _qk(self, out: Tensor, shape: tuple[int, ...] | None = None) -> Tensor:
         """The projection's output [..., P] → normalised q and k side by side [..., H, r, 2], or in `shape`."""
@@ -198,9 +240,9 @@ class DeltaMemLayer(nn.Module):
             lam = torch.ones_like(beta)
         return v, beta, lam
 
-    def fused_projection(self) -> tuple[Tensor, Tensor]:
+    def fused_projection(self, in_float: bool = False) -> tuple[Tensor, Tensor]:
         """The q, k, v and gate projections stacked into one weight (rows of q and k interleaved), with a bias that
-        is zero except on the gates."""
+        is zero except on the gates; `in_float`: a float32 copy (see `float_products`)."""
         params = self._parameters                 # not getattr: nn.Module's __getattr__ is slow, and this is per token
         weights = [params["memory_q_proj"], params["memory_k_proj"], params["memory_v_proj"], params["beta_proj"]]
         biases = [params["beta_bias"]]
@@ -211,14 +253,21 @@ class DeltaMemLayer(nn.Module):
         def stack() -> tuple[Tensor, Tensor]:
             zeros = biases[0].new_zeros(3 * self.config.read_dim)
             qk = torch.stack(weights[:2], dim=1).flatten(0, 1)
-            return torch.cat([qk, *weights[2:]], dim=0), torch.cat([zeros, *biases])
+            weight, bias = torch.cat([qk, *weights[2:]], dim=0), torch.cat([zeros, *biases])
+            return (weight.float(), bias.float()) if in_float else (weight, bias)
 
-        return self._cached("projection", weights + biases, stack)
+        return self._cached("projection-float" if in_float else "projection", weights + biases, stack)
 
-    def fused_corrections(self) -> Tensor:
-        """The active branches' output projections stacked into one weight, with α/r folded in: one GEMM for all."""
+    def fused_corrections(self, in_float: bool = False) -> Tensor:
+        """The active branches' output projections stacked into one weight, with α/r folded in: one GEMM for all;
+        `in_float`: a float32 copy of it (see `float_products`)."""
         weights = [self._parameters[f"delta_{branch}_proj"] for branch in self.config.delta_heads]
-        return self._cached("corrections", weights, lambda: torch.cat(weights, dim=0) * self.config.scaling)
+
+        def stack() -> Tensor:
+            stacked = torch.cat(weights, dim=0) * self.config.scaling
+            return stacked.float() if in_float else stacked
+
+        return self._cached("corrections-float" if in_float else "corrections", weights, stack)
 
     def _cached(self, name: str, params: list[Tensor], build: Callable[[], _T]) -> _T:
         """`build()`, kept between calls while none of `params` changed (decode would rebuild it per token).
@@ -262,25 +311,40 @@ class DeltaMemLayer(nn.Module):
         fetches them for all layers once per token, then reads them per layer."""
         cfg = self.config
 
+        in_float = self.float_products
+
         def build() -> DecodeWeights:
-            projection, bias = self.fused_projection()
-            corrections = self.fused_corrections()
-            branches = None
-            if not cfg.trainable_delta_scale and not cfg.delta_o_rmsnorm:
-                sizes = [self.shape.out_features(branch) for branch in cfg.delta_heads]
-                branches = {branch: weight.t().contiguous()
-                            for branch, weight in zip(cfg.delta_heads, corrections.split(sizes, dim=0))}
-            return projection, bias, corrections, branches
+            projection, bias = self.fused_projection(in_float)
+            corrections = self.fused_corrections(in_float)
+            if cfg.trainable_delta_scale or cfg.delta_o_rmsnorm:
+                return DecodeWeights(projection, bias, corrections, None)
+            if in_float:
+                return DecodeWeights(projection, bias, corrections, None, corrections.t().contiguous())
+            sizes = [self.shape.out_features(branch) for branch in cfg.delta_heads]
+            branches = {branch: weight.t().contiguous()
+                        for branch, weight in zip(cfg.delta_heads, corrections.split(sizes, dim=0))}
+            return DecodeWeights(projection, bias, corrections, branches)
 
-        return self._cached("decode", list(self._parameters.values()), build)
+        return self._cached("decode-float" if in_float else "decode", list(self._parameters.values()), build)
 
-    def corrections(self, reads: Tensor, weight: Tensor | None = None) -> dict[str, Tensor]:
-        """Reads [B, T, R] (model dtype) → the low-rank corrections of every active branch (views of one GEMM).
+    def corrections(self, reads: Tensor, dtype: torch.dtype | None = None, weight: Tensor | None = None
+                    ) -> dict[str, Tensor]:
+        """Reads [B, T, R] (state dtype) → the low-rank corrections of every active branch in the model `dtype`
+        (default: the layer's; views of one GEMM).
 
-        `weight` is `fused_corrections()` when the caller already has it.
+        The reads are rounded to the model dtype first (the official reads are), and the GEMM runs in it, or in
+        float32 with its output rounded to it (`float_products`). `weight` is `fused_corrections()` (of the same
+        precision) when the caller already has it.
         """
         cfg = self.config
-        stacked = F.linear(reads, self.fused_corrections() if weight is None else weight)
+        in_float = self.float_products
+        dtype = dtype or self._parameters["memory_q_proj"].dtype
+        weight = self.fused_corrections(in_float) if weight is None else weight
+        rounded = reads.to(dtype)
+        if in_float:
+            stacked = F.linear(rounded.to(weight.dtype), weight).to(dtype)
+        else:
+            stacked = F.linear(rounded, weight)
         sizes = [self.shape.out_features(branch) for branch in cfg.delta_heads]
         out = {}
         for branch, delta in zip(cfg.delta_heads, stacked.split(sizes, dim=-1)):
@@ -289,7 +353,7 @@ class DeltaMemLayer(nn.Module):
                 delta = delta * scale
             if branch == "o" and cfg.delta_o_rmsnorm:
                 delta = F.rms_norm(delta.float(), (delta.shape[-1],), self.delta_o_rmsnorm_weight.float(),
-                                   cfg.delta_o_rmsnorm_eps).to(reads.dtype)
+                                   cfg.delta_o_rmsnorm_eps).to(dtype)
             out[branch] = delta
         return out
 
@@ -300,9 +364,9 @@ class DeltaMemLayer(nn.Module):
 
         x: [B, T, d] attention input. state: [B, H, r, r] float32. written: [B, T] bool, the tokens that write into
         the memory, or None when no token writes (a read-only forward needs no scan); `all_written` says the caller
-        knows it is all True, which spares decode its masking. readable: [B, T] 1/0 in the state dtype, the tokens
-        that read, or None when all of them do. segments: [B, T] long for SSW (-1 = not written), or None for one
-        write per token.
+        knows it is all True, which spares decode its masking. readable: [B, T] bool, the tokens that read (the
+        others' reads are set to zero, never multiplied by zero), or None when all of them do. segments: [B, T]
+        long for SSW (-1 = not written), or None for one write per token.
         """
         batch, n_tok, _ = x.shape
         heads, rank = self.config.num_state_heads, self.config.rank
@@ -325,8 +389,8 @@ class DeltaMemLayer(nn.Module):
             new_state, beta, written = self._segment_writes(x, state, segments)
             reads = torch.einsum("bhij,bthj->bthi", state, qk[..., 0].to(state.dtype))   # every token reads S_0
         if readable is not None:
-            reads = reads * readable[:, :, None, None]
-        corrections = self.corrections(reads.flatten(2).to(x.dtype))
+            reads = reads.masked_fill(~readable[:, :, None, None], 0)
+        corrections = self.corrections(reads.flatten(2), x.dtype)
         return MemoryOutput(corrections, new_state.view(batch, heads, rank, rank), beta, written)
 
     # ---------------------------------------------------------------------------------------- decode
@@ -339,20 +403,28 @@ class DeltaMemLayer(nn.Module):
         kernels per token instead of a handful per layer. x [B, 1, d], state [B, H, r, r]; readable [B, 1] or
         None; `weights` is `decode_weights()` when the caller already has it.
         """
-        projection, bias, correction, branches = weights or self.decode_weights()
+        projection, bias, correction, branches, stacked = weights or self.decode_weights()
         batch, rank = x.shape[0], self.config.rank
-        out = F.linear(x, projection, bias).view(batch, -1)
+        out = self._project(x, projection, bias).view(batch, -1)
         qk = self._qk(out, (-1, rank, 2))                      # [B·H, r, 2]
         if qk.dtype != state.dtype:
             qk = qk.to(state.dtype)
         product = torch.bmm(state.view(-1, rank, rank), qk)    # S q and S k at once
         reads = product[..., 0].reshape(batch, -1)             # [B, R], strided
-        reads = reads.contiguous() if readable is None else reads * readable
+        reads = reads.contiguous() if readable is None else reads.masked_fill(~readable, 0)
+        pending = PendingWrite(state, product, qk, out)
+        if stacked is not None:                 # float_products: one product for all branches, rounded once
+            rounded = reads.to(x.dtype).to(stacked.dtype)
+            deltas = (rounded @ stacked).to(x.dtype).split(self._branch_sizes(), dim=-1)
+            return ReadCorrections(rounded, {}, dict(zip(self.config.delta_heads, deltas))), pending
+        if not branches:
+            return self.corrections(reads.unsqueeze(1), x.dtype, correction), pending
         if reads.dtype != x.dtype:
-            reads = reads.to(x.dtype)
-        if branches:
-            return ReadCorrections(reads, branches), PendingWrite(state, product, qk, out)
-        return self.corrections(reads.unsqueeze(1), correction), PendingWrite(state, product, qk, out)
+            reads = reads.to(x.dtype)           # rounded as the official reads are
+        return ReadCorrections(reads, branches), pending
+
+    def _branch_sizes(self) -> list[int]:
+        return [self.shape.out_features(branch) for branch in self.config.delta_heads]
 
     def write_tokens(self, pending: PendingWrite, written: Tensor, all_written: bool) -> tuple[Tensor, Tensor]:
         """Decode's second half: the held-back writes → (new state [..., B, H, r, r], β [..., B, H, r]).
@@ -367,8 +439,8 @@ class DeltaMemLayer(nn.Module):
         batch = pending.raw.shape[-2]
         sk, k = (t[..., 1].unflatten(-2, (batch, -1)) for t in (pending.product, pending.qk))
         if lam is None and self.config.state_update_mode == "standard":
-            masked = beta if all_written else beta * written.view(-1, 1, 1)
-            return coupled_update(state, sk, k, v, masked), beta
+            new = coupled_update(state, sk, k, v, beta)
+            return (new if all_written else torch.where(written.view(-1, 1, 1, 1), new, state)), beta
         keep, erase, write = self.coefficients(beta, lam if lam is None or lam.dtype == dtype else lam.to(dtype))
         return update(state, sk, k, v, keep, erase, write, written.view(-1, 1)), beta
 

@@ -26,6 +26,9 @@ from torch.utils.hooks import RemovableHandle
 from deltamem.config import DeltaMemConfig
 from deltamem.masks import token_validity
 from deltamem.memory import AttentionShape, DecodeWeights, DeltaMemLayer, PendingWrite, ReadCorrections, masked_mean
+from deltamem.quantization import install_import_filter
+
+install_import_filter()
 
 #: Attention classes δ-mem was trained on (by class name, so a transformers without SmolLM3 still imports).
 SUPPORTED_ATTENTION = ("Qwen3Attention", "SmolLM3Attention")
@@ -60,16 +63,81 @@ def _now_or_later(n_tok: int, compute: Callable[[], Tensor]) -> _Diagnostic:
     return compute if n_tok == 1 else compute().detach()
 
 
+def _norm(x: Tensor) -> Tensor:
+    """‖x‖ per row (over tokens and features) in float32, without a float32 copy of x: reductions of bf16 (and
+    float32) accumulate in float32 already; float16 is reduced in float32 since its norms can overflow."""
+    x = x.detach()
+    if x.dtype == torch.float16:
+        return torch.linalg.vector_norm(x, dim=(-2, -1), dtype=torch.float32)
+    return torch.linalg.vector_norm(x, dim=(-2, -1)).float()
+
+
 def _norm_ratio(output: Tensor, delta: Tensor) -> Tensor:
     """‖Δo‖ / ‖o‖ per row, in float32."""
-    base = torch.linalg.vector_norm(output.detach().float(), dim=(-2, -1))
-    return torch.linalg.vector_norm(delta.detach().float(), dim=(-2, -1)) / base.clamp(min=1e-12)
+    return _norm(delta) / _norm(output).clamp(min=1e-12)
 
 
 def _norm_ratio_after(corrected: Tensor, delta: Callable[[], Tensor]) -> Tensor:
     """`_norm_ratio` from the corrected output o + Δo (decode adds Δo in place, so o itself is gone)."""
     value = delta().detach().float()
     return _norm_ratio(corrected.detach().float() - value, value)
+
+
+@dataclass(frozen=True)
+class _Rows:
+    """The rows of a batch that have memory on, when some do not: the memory runs on these rows alone.
+
+    Rows with memory off never reach the memory's arithmetic, neither as inputs nor as outputs: their slice of
+    the batch is never read by it, and nothing is added to their activations or written to their state. So NaN or
+    Inf in another row (an adapter gone bad) cannot reach them, and a frozen row costs the memory nothing.
+    """
+
+    index: Tensor            # [b] long, on the batch's device
+    span: slice | None       # the same rows as a slice when they are contiguous (views instead of copies)
+
+    def take(self, tensor: Tensor, dim: int = 0) -> Tensor:
+        if self.span is not None:
+            return tensor[(slice(None),) * dim + (self.span,)]
+        return tensor.index_select(dim, self.index)
+
+    def put(self, full: Tensor, part: Tensor, dim: int = 0) -> Tensor:
+        """`full` with these rows replaced by `part` (a new tensor: states are replaced, never changed in place)."""
+        return full.index_copy(dim, self.index, part.to(full.dtype))
+
+    def add(self, output: Tensor, delta: Tensor) -> Tensor:
+        """`output` with `delta` added to these rows; in place when autograd is off (the output is the hook's own)."""
+        if torch.is_grad_enabled():
+            return output.index_add(0, self.index, delta)
+        if self.span is not None:
+            output[self.span] += delta
+        else:
+            output.index_add_(0, self.index, delta)
+        return output
+
+    def spread(self, values: Tensor | Callable[[], Tensor], batch: int) -> Tensor:
+        """Per-row values of these rows → [batch], 0 for the rows without memory."""
+        values = values() if callable(values) else values
+        return values.new_zeros(batch, *values.shape[1:]).index_copy(0, self.index, values)
+
+
+def _spread_later(rows: _Rows | None, batch: int, diagnostic: _Diagnostic) -> _Diagnostic:
+    """A diagnostic of the memory rows as one of every row (now, or on demand if it is computed on demand)."""
+    if rows is None:
+        return diagnostic
+    if callable(diagnostic):
+        return partial(rows.spread, diagnostic, batch)
+    return rows.spread(diagnostic, batch)
+
+
+def _merge_row(old: _Diagnostic | None, new: _Diagnostic | None, row: int, batch: int) -> _Diagnostic | None:
+    """A diagnostic of one row (a batch of one) as the row of a batch's, keeping the other rows' values."""
+    if new is None:
+        return old
+    value = (new() if callable(new) else new).detach().reshape(-1)
+    base = old() if callable(old) else old
+    base = base.detach().clone() if base is not None and base.shape == (batch,) else value.new_zeros(batch)
+    base[row] = value[0]
+    return base
 
 
 @dataclass
@@ -84,12 +152,13 @@ class _Forward:
     mask: Tensor | None                              # the 2D mask the caller passed
     pending: list[dict[str, Tensor] | ReadCorrections | None]    # per layer, corrections not yet added
     held: list[PendingWrite | None]                  # per layer, decode writes waiting for the end of the forward
+    rows: list[_Rows | None]                         # per layer, the rows its pending corrections belong to
     context: _ForwardContext | None = None           # the batch's masks, computed by the first layer
     decode_weights: list[DecodeWeights] | None = None    # fetched once per decode forward
 
     @classmethod
     def start(cls, layers: int, mask: Tensor | None, captured: bool) -> _Forward:
-        return cls(captured, mask, [None] * layers, [None] * layers)
+        return cls(captured, mask, [None] * layers, [None] * layers, [None] * layers)
 
 
 @dataclass
@@ -98,10 +167,11 @@ class _ForwardContext:
 
     batch: int
     n_tok: int
-    written: Tensor | None   # [B, T] bool: tokens that write into memory (None: no row writes)
-    readable: Tensor | None  # [B, T] 1/0 in the state dtype: tokens whose attention gets corrections (None: all)
-    segments: Tensor | None  # [B, T] long SSW segment ids (-1 = none), or None for token writes
-    all_written: bool        # every token of every row writes (known without looking at the device)
+    rows: _Rows | None       # the rows with memory on, when not all have it (the masks below are of these rows)
+    written: Tensor | None   # [b, T] bool: tokens that write into memory (None: no row writes)
+    readable: Tensor | None  # [b, T] bool: tokens whose attention gets corrections (None: all)
+    segments: Tensor | None  # [b, T] long SSW segment ids (-1 = none), or None for token writes
+    all_written: bool        # every token of every memory row writes (known without looking at the device)
 
 
 class DeltaMemModel(nn.Module):
@@ -151,6 +221,7 @@ class DeltaMemModel(nn.Module):
         self._write_rows: tuple[bool, ...] | bool | None = None   # False: off for every row
         self._segment_ids: tuple[Tensor | None, Tensor | None] = (None, None)
         self._row_masks: dict[tuple[tuple[bool, ...], torch.device], Tensor] = {}
+        self._row_selections: dict[tuple[tuple[bool, ...], torch.device], _Rows] = {}
         self._handles: list[RemovableHandle] = []
         self._install_hooks()
 
@@ -195,17 +266,25 @@ class DeltaMemModel(nn.Module):
             return
         layer = self.layers[index]
         state = self._state_for(index, context.batch, x.device)
+        rows = forward.rows[index] = context.rows
+        if rows is not None:
+            x, state_in = rows.take(x), rows.take(state)
+        else:
+            state_in = state
         if forward.captured and context.n_tok == 1 and context.written is not None and context.segments is None:
             # Decode inside the decoder's forward: read now, write with every other layer when the forward ends.
             if forward.decode_weights is None:     # parameters are checked once per forward, not once per layer
                 forward.decode_weights = [each.decode_weights() for each in self.layers]
-            forward.pending[index], forward.held[index] = layer.read_token(x, state, context.readable,
+            forward.pending[index], forward.held[index] = layer.read_token(x, state_in, context.readable,
                                                                            forward.decode_weights[index])
             return
-        out = layer(x, state, context.written, context.readable, context.segments, all_written=context.all_written)
-        self._states[index] = out.state
+        out = layer(x, state_in, context.written, context.readable, context.segments,
+                    all_written=context.all_written)
+        if context.written is not None:
+            self._states[index] = out.state if rows is None else rows.put(state, out.state)
         if out.beta is not None:
-            self._beta_mean[index] = _now_or_later(context.n_tok, partial(masked_mean, out.beta, out.written))
+            beta = _now_or_later(context.n_tok, partial(masked_mean, out.beta, out.written))
+            self._beta_mean[index] = _spread_later(rows, context.batch, beta)
         forward.pending[index] = out.corrections
 
     def _write_held(self, forward: _Forward) -> None:
@@ -215,31 +294,48 @@ class DeltaMemModel(nn.Module):
         for index, held in enumerate(forward.held):
             if held is not None:
                 by_device.setdefault(held.raw.device, []).append(index)
+        rows = context.rows
         for indices in by_device.values():
             held = PendingWrite.stack([forward.held[i] for i in indices])
             new, beta = self.layers[indices[0]].write_tokens(held, context.written, context.all_written)
+            if rows is not None:        # the memory rows' new states into every row's
+                device = held.raw.device
+                new = rows.put(torch.stack([self._state_for(i, context.batch, device) for i in indices]), new, dim=1)
             for index, state, layer_beta in zip(indices, new.unbind(0), beta.unbind(0)):
                 self._states[index] = state
-                self._beta_mean[index] = partial(masked_mean, layer_beta.unsqueeze(1), context.written)
+                self._beta_mean[index] = _spread_later(
+                    rows, context.batch, partial(masked_mean, layer_beta.unsqueeze(1), context.written))
 
     def _add_correction(self, index: int, branch: str, module: nn.Module, args: tuple, output: Tensor) -> Tensor | None:
         forward = self._forward
         pending = forward.pending[index]
         if pending is None:
             return None
+        rows = forward.rows[index]
+        batch = output.shape[0]
         if isinstance(pending, ReadCorrections):     # decode: one token, so the ratio is computed on demand
-            result = pending.add_to(branch, output)
+            result = pending.add_to(branch, output, rows)
             if branch == "o":
                 forward.pending[index] = None
-                self._delta_o_ratio[index] = partial(_norm_ratio_after, result, partial(pending.delta, branch))
+                corrected = result if rows is None else rows.take(result)
+                self._delta_o_ratio[index] = _spread_later(
+                    rows, batch, partial(_norm_ratio_after, corrected, partial(pending.delta, branch)))
             return result
         delta = pending[branch]
         if delta.dtype != output.dtype:
             delta = delta.to(output.dtype)
-        if branch == "o":
+        if rows is None:
+            if branch == "o":
+                forward.pending[index] = None
+                self._delta_o_ratio[index] = _now_or_later(output.shape[-2], partial(_norm_ratio, output, delta))
+                if output.shape[-2] == 1:                 # measured later: keep o as it is
+                    return output + delta
+            return output + delta if torch.is_grad_enabled() else output.add_(delta)
+        if branch == "o":         # measured before the in-place add below
             forward.pending[index] = None
-            self._delta_o_ratio[index] = _now_or_later(output.shape[-2], partial(_norm_ratio, output, delta))
-        return output + delta
+            ratio = _norm_ratio(rows.take(output), delta)
+            self._delta_o_ratio[index] = rows.spread(ratio.detach(), batch)
+        return rows.add(output, delta)
 
     def _forward_context(self, forward: _Forward, x: Tensor, local_mask: Tensor | None,
                          count: bool) -> _ForwardContext | None:
@@ -255,18 +351,19 @@ class DeltaMemModel(nn.Module):
         all_valid = valid is None or (x.device.type == "cpu" and bool(valid.all()))   # no host sync on a GPU
         write_mask = self._row_mask(write_rows, x.device).expand(batch, n_tok)
         written = write_mask if all_valid else valid & write_mask
-        if all(memory_rows) and all_valid:
-            readable = None              # every token reads: nothing to multiply
-        else:
-            memory_mask = self._row_mask(memory_rows, x.device).expand(batch, n_tok)
-            readable = (memory_mask if all_valid else valid & memory_mask).to(self.state_dtype)
         segments = self._segments(batch, n_tok, written) if any(write_rows) else None
         if count:
             every_token = segments is None and all_valid and all(write_rows)
             counts = n_tok if every_token else (segments >= 0 if segments is not None else written).sum(1)
             self._count_written(counts, batch, x.device)
-        context = _ForwardContext(batch, n_tok, written if any(write_rows) else None, readable, segments,
-                                  all_valid and all(write_rows))
+        rows = None if all(memory_rows) else self._row_selection(memory_rows, x.device)
+
+        def take(tensor: Tensor | None) -> Tensor | None:
+            return tensor if rows is None or tensor is None else rows.take(tensor)
+
+        context = _ForwardContext(batch, n_tok, rows, take(written) if any(write_rows) else None,
+                                  None if all_valid else take(valid), take(segments),
+                                  all_valid and all(w for m, w in zip(memory_rows, write_rows) if m))
         if forward.captured:
             forward.context = context
         return context
@@ -299,6 +396,19 @@ class DeltaMemModel(nn.Module):
                 self._row_masks.clear()
             mask = self._row_masks[key] = torch.tensor(rows, device=device).unsqueeze(1)
         return mask
+
+    def _row_selection(self, rows: Sequence[bool], device: torch.device) -> _Rows:
+        """The memory rows of a batch in which some have memory off, built once per setting."""
+        key = (tuple(rows), device)
+        selection = self._row_selections.get(key)
+        if selection is None:
+            if len(self._row_selections) >= 16:
+                self._row_selections.clear()
+            indices = [i for i, on in enumerate(rows) if on]
+            contiguous = indices == list(range(indices[0], indices[-1] + 1))
+            selection = self._row_selections[key] = _Rows(torch.tensor(indices, device=device),
+                                                          slice(indices[0], indices[-1] + 1) if contiguous else None)
+        return selection
 
     @staticmethod
     def _rows(flags: tuple[bool, ...] | bool | None, batch: int, what: str) -> list[bool]:
@@ -372,6 +482,51 @@ class DeltaMemModel(nn.Module):
             yield
         finally:
             self._write_rows = saved
+
+    @contextmanager
+    def single_row(self, row: int, batch: int) -> Iterator[None]:
+        """Run the forwards of a block on one row of a `batch`-row batch as a batch of one: that row's memory,
+        switches and counter; merged back into the batch's when the block ends (and dropped if it raises).
+
+        A caller that feeds the rows of a batch one at a time (see `deltamem.runtime.prefill`) gets what one
+        batched forward would leave: every row's state and counter, and diagnostics per row of the batch.
+        """
+        memory = self._rows(self._memory_rows, batch, "memory")
+        writes = self._rows(self._write_rows, batch, "write")
+        saved = (self._states, self._written, self._memory_rows, self._write_rows, self._beta_mean,
+                 self._delta_o_ratio)
+        if any(state is not None and state.shape[0] != batch for state in self._states):
+            raise DeltaMemError(f"the memory holds another batch than the {batch} rows asked for")
+        views = [None if state is None else state[row:row + 1] for state in self._states]
+        self._states = list(views)
+        self._written = None if self._written is None else self._written[row:row + 1].clone()
+        self._memory_rows, self._write_rows = (memory[row],), (writes[row],)
+        self._beta_mean = [None] * len(self._beta_mean)
+        self._delta_o_ratio = [None] * len(self._delta_o_ratio)
+        try:
+            yield
+        except BaseException:
+            (self._states, self._written, self._memory_rows, self._write_rows, self._beta_mean,
+             self._delta_o_ratio) = saved
+            raise
+        states, written, self._memory_rows, self._write_rows, beta_mean, delta_o_ratio = saved
+        index = torch.tensor([row], device=self.device)
+        states = list(states)
+        for layer, (full, part) in enumerate(zip(states, self._states)):
+            if part is not None and part is not views[layer]:          # the row's state changed
+                base = full if full is not None else part.new_zeros(batch, *part.shape[1:])
+                states[layer] = base.index_copy(0, index.to(part.device), part)
+        self._states = states
+        if self._written is not None:
+            merged = (written.clone() if written is not None and written.shape == (batch,) else
+                      torch.zeros(batch, dtype=torch.long, device=self._written.device))
+            merged[row] = self._written[0]
+            self._written = merged
+        else:
+            self._written = written
+        self._beta_mean = [_merge_row(old, new, row, batch) for old, new in zip(beta_mean, self._beta_mean)]
+        self._delta_o_ratio = [_merge_row(old, new, row, batch) for old, new in zip(delta_o_ratio,
+                                                                                    self._delta_o_ratio)]
 
     @contextmanager
     def write_segments(self, message_ids: Tensor | None, sentence_ids: Tensor | None = None) -> Iterator[None]:

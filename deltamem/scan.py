@@ -74,8 +74,8 @@ def update(state: Tensor, sk: Tensor, k: Tensor, v: Tensor, keep: Tensor, erase:
 def coupled_update(state: Tensor, sk: Tensor, k: Tensor, v: Tensor, beta: Tensor) -> Tensor:
     """`update` for the released mode (λ = 1 − β, standard), in two fused products instead of four and a select.
 
-    s_i ← (1 − β_i) s_i − β_i (s_i·k − v_i) k  is  s_i − β_i (s_i + (s_i·k − v_i) k). A row whose β is 0 keeps its
-    state exactly, so a caller masks rows that write nothing through β.
+    s_i ← (1 − β_i) s_i − β_i (s_i·k − v_i) k  is  s_i − β_i (s_i + (s_i·k − v_i) k). A caller keeps the state of
+    rows that write nothing by selecting it (`torch.where`): a zero β would multiply whatever NaN the row holds.
     """
     inner = torch.addcmul(state, (sk - v).unsqueeze(-1), k.unsqueeze(-2))
     return torch.addcmul(state, beta.unsqueeze(-1), inner, value=-1)
@@ -135,8 +135,8 @@ def _chunked_pass(q: Tensor, k: Tensor, v: Tensor, keep: Tensor, erase: Tensor, 
     # A token that is not written is the identity: keep 1, nothing erased, nothing written.
     mask = written.unsqueeze(-1)
     keep = torch.where(mask, keep, 1.0)
-    erase = erase * mask
-    inject = write * v * mask
+    erase = torch.where(mask, erase, 0.0)           # selected, not multiplied: NaN in a skipped token stays there
+    inject = torch.where(mask, write * v, 0.0)
     if pad:
         q, k, erase, inject = (F.pad(x, (0, 0, 0, pad)) for x in (q, k, erase, inject))
         keep = F.pad(keep, (0, 0, 0, pad), value=1.0)

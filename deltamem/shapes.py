@@ -7,7 +7,7 @@ the CPU benchmark targets are stated for (8 layers, hidden 512).
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 
 @dataclass(frozen=True)
@@ -51,8 +51,35 @@ def qwen3_config(shape: BackboneShape | str, attn: str = "sdpa", **overrides: ob
     return config
 
 
-def describe(shape: BackboneShape | str) -> dict[str, object]:
-    """The shape as plain data, for reports."""
+def resolve(name: str, layers: int | None = None, vocab: int | None = None) -> BackboneShape:
+    """The named shape, with fewer (or more) decoder layers or another vocabulary where asked.
+
+    A real width with a few layers measures what one layer of the real model costs in minutes on a small machine.
+    """
+    shape = SHAPES[name]
+    return replace(shape, layers=layers or shape.layers, vocab=vocab or shape.vocab)
+
+
+def describe(shape: BackboneShape | str, name: str | None = None) -> dict[str, object]:
+    """The shape as plain data, for reports: its name, and what differs from the named shape (`layers_of`,
+    `vocab_of`: the named shape's own values) when it was resolved with overrides."""
     if isinstance(shape, str):
         return {"name": shape, **asdict(SHAPES[shape])}
-    return asdict(shape)
+    out: dict[str, object] = {"name": name, **asdict(shape)} if name else asdict(shape)
+    named = SHAPES.get(name) if name else None
+    if named is not None:
+        if named.layers != shape.layers:
+            out["layers_of"] = named.layers
+        if named.vocab != shape.vocab:
+            out["vocab_of"] = named.vocab
+    return out
+
+
+def label(shape: BackboneShape, name: str) -> str:
+    """`qwen3-4b`, or `qwen3-4b (4 of 36 layers, vocab 4096)` when resolved with overrides."""
+    named, notes = SHAPES[name], []
+    if named.layers != shape.layers:
+        notes.append(f"{shape.layers} of {named.layers} layers")
+    if named.vocab != shape.vocab:
+        notes.append(f"vocab {shape.vocab} of {named.vocab}")
+    return f"{name} ({', '.join(notes)})" if notes else name

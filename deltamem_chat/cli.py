@@ -22,6 +22,7 @@ from deltamem_chat.commands.options import (
     LanesOpt,
     MaxTokensOpt,
     PolicyOpt,
+    QuantizeOpt,
     SeedOpt,
     TemperatureOpt,
     TopKOpt,
@@ -58,6 +59,7 @@ def chat(
     device: DeviceOpt = "auto",
     dtype: DtypeOpt = "auto",
     attn: AttnOpt = "auto",
+    quantize: QuantizeOpt = "none",
     max_new_tokens: MaxTokensOpt = 512,
     temperature: TemperatureOpt = 0.0,
     top_p: TopPOpt = 1.0,
@@ -82,7 +84,7 @@ def chat(
     models = resolve_or_exit(adapter, base)
     policy = policy_for(context, models.context)
     settings = settings_from(max_new_tokens, temperature, top_p, top_k, seed)
-    loaded = load_or_exit(models, device, dtype, attn)
+    loaded = load_or_exit(models, device, dtype, attn, quantize)
     from deltamem_chat.tui import run_chat
 
     intro = models.alias.intro_for(policy) if models.alias is not None else None

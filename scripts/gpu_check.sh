@@ -1,7 +1,13 @@
 #!/usr/bin/env bash
-# GPU check of what δ-mem costs on a real shape: Qwen3-4B with random weights (nothing is downloaded), bfloat16,
-# a 4,096-token prompt and 64 decoded tokens. Prints tokens/s per lane and peak GPU memory, then the full report.
-# About two minutes on an H200 (repeats are kept small); results go to $OUT (default: gpu_check_out/).
+# GPU check of what δ-mem costs on a real shape: Qwen3-4B with random weights (nothing is downloaded), bfloat16.
+#   1. the bench at 512 and 4,096-token prompts (64 decoded tokens): δ-mem / frozen in prefill and per decoded
+#      token (targets <= 1.05 and <= 1.02), peak memory, the A/B turn batched vs single lane, and the decode's
+#      fraction of the memory bandwidth (weights and KV cache read per token against a measured copy rate);
+#   2. one A/B conversation through the app's runtime (chat template, both lanes; batched, sequential and the δ-mem
+#      lane alone): a first turn of 4,096 tokens and a follow-up turn, with the batched-over-single ratio of the
+#      follow-up (target <= 1.3).
+# A few minutes on an H200 (repeats are kept small); results go to $OUT (default: gpu_check_out/), and the last
+# lines printed are the figures for the README.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python}
@@ -14,28 +20,42 @@ fi
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
 
 mkdir -p "$OUT"
-"$PY" -m deltamem.bench --shape qwen3-4b --device cuda --dtype bfloat16 --prompt-lens 4096 --decode-len 64 \
-    --repeats 2 --warmup 1 --json "$OUT/bench.json" --markdown "$OUT/bench.md" > "$OUT/bench.log"
+"$PY" -m deltamem.bench --shape qwen3-4b --device cuda --dtype bfloat16 --prompt-lens 512,4096 --decode-len 64 \
+    --modes prefill,decode,memory,ab --repeats 3 --warmup 1 --json "$OUT/bench.json" --markdown "$OUT/bench.md" \
+    > "$OUT/bench.log"
 
-"$PY" - "$OUT/bench.json" <<'EOF'
-import json
-import sys
+# One A/B conversation through the runtime: first turn, follow-up turn, each three ways.
+"$PY" -m deltamem.benchmarks.ab_check --shape qwen3-4b --device cuda --dtype bfloat16 --prompt-tokens 4096 \
+    --message-tokens 32 --new-tokens 64 --json "$OUT/ab_turn.json" | tee "$OUT/ab_turn.log"
 
-data = json.load(open(sys.argv[1]))
-print(f"\n{data['machine']['device_name']}, torch {data['machine']['torch_version']}, {data['machine']['dtype']}")
-for record in data["records"]:
-    name = record["lane"] or record["variant"]
-    if record["mode"] in ("prefill", "decode"):
-        print(f"{record['mode']:8s} {name:7s} prompt {record['prompt_len']}: {record['tps']:10.1f} tokens/s")
-    elif record["mode"] == "memory":
-        print(f"memory   {name:7s} prompt {record['prompt_len']}: peak {record['peak_alloc_gb']:.2f} GB allocated")
-for name, value in data["summary"].items():
-    print(f"{name:42s} {'-' if value is None else f'{value:.3f}'}  ({data['targets'][name]['verdict']})")
-EOF
 echo
 cat "$OUT/bench.md"
 
-# One A/B turn through the app's runtime (chat template, both lanes, batched then sequential).
-echo
-"$PY" -m deltamem.benchmarks.ab_check --shape qwen3-4b --device cuda --dtype bfloat16 --prompt-tokens 4096 \
-    --new-tokens 64 | tee "$OUT/ab_turn.log"
+"$PY" - "$OUT/bench.json" "$OUT/ab_turn.json" <<'EOF'
+import json
+import sys
+
+bench, turn = (json.load(open(path)) for path in sys.argv[1:3])
+machine = bench["machine"]
+print(f"\n{machine['device_name']}, torch {machine['torch_version']}, {machine['dtype']}, {bench['settings']['shape_label']}")
+lengths = sorted({r["prompt_len"] for r in bench["records"] if r["mode"] == "prefill"})
+for length in lengths:
+    found = {(r["mode"], r["lane"]): r for r in bench["records"]
+             if r["prompt_len"] == length and r["mode"] in ("prefill", "decode")}
+    for mode in ("prefill", "decode"):
+        frozen, delta = found.get((mode, "frozen")), found.get((mode, "delta"))
+        if frozen and delta:
+            bound = "1.05" if mode == "prefill" else "1.02"
+            print(f"{mode:8s} prompt {length:5d}: frozen {frozen['tps']:9.1f} tok/s, δ-mem {delta['tps']:9.1f} tok/s, "
+                  f"δ-mem / frozen time {delta['seconds'] / frozen['seconds']:.3f} (target <= {bound})")
+    decode = found.get(("decode", "delta"))
+    if decode and decode.get("bandwidth_fraction"):
+        print(f"decode   prompt {length:5d}: {decode['bytes_read'] / 1e9:.2f} GB read per token, copy "
+              f"{decode['copy_gbps']:.0f} GB/s, {decode['bandwidth_fraction']:.2f} of the bandwidth")
+for name, value in bench["summary"].items():
+    if value is not None:
+        print(f"{name:45s} {value:.3f}  ({bench['targets'][name]['verdict']})")
+for name, value in turn["summary"].items():
+    target = "  (target <= 1.3)" if name == "ab_batched_over_single_followup_turn_time" else ""
+    print(f"runtime {name:37s} {value:.3f}{target}")
+EOF

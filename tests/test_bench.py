@@ -13,7 +13,7 @@ from deltamem_chat.cli import app
 
 SUMMARY = {"delta_over_frozen_prefill_time", "delta_over_frozen_decode_time", "delta_over_frozen_peak_memory",
            "ab_batched_over_single_turn_time", "naive_over_chunked_scan_time",
-           "ab_batched_over_single_followup_turn_time"}
+           "ab_batched_over_single_followup_turn_time", "bandwidth_fraction_decode", "peak_memory_over_weights"}
 FIELDS = {"mode", "lane", "variant", "prompt_len", "decode_len", "seconds", "tps", "peak_alloc_gb"}
 TINY = ["--shape", "tiny", "--prompt-lens", "16", "--decode-len", "3", "--scan-lens", "32", "--repeats", "1",
         "--warmup", "0"]
@@ -47,6 +47,54 @@ def test_every_mode_reports_records_machine_and_summary(tmp_path: Path) -> None:
     assert markdown.read_text().strip() == printed.strip()
 
 
+def test_a_real_width_with_fewer_layers_and_quantized_copies(tmp_path: Path) -> None:
+    """--layers and --vocab take a shape apart; --quantize adds copies whose lanes are timed beside the model's."""
+    report = tmp_path / "bench.json"
+    argv = ["--shape", "cpu-bench", "--layers", "1", "--vocab", "512", "--prompt-lens", "16", "--decode-len", "2",
+            "--repeats", "1", "--warmup", "0", "--modes", "decode", "--quantize", "none,int8,int4",
+            "--json", str(report)]
+    assert main(argv) == 0
+    data = json.loads(report.read_text())
+    details = data["settings"]["shape_details"]
+    assert (details["layers"], details["layers_of"], details["vocab"], details["vocab_of"]) == (1, 8, 512, 4096)
+    assert data["settings"]["shape_label"] == "cpu-bench (1 of 8 layers, vocab 512 of 4096)"
+    assert data["machine"]["dtype"] == "bfloat16"                   # auto, with quantized copies
+    decode = {(r["quantize"], r["lane"]): r for r in data["records"] if r["mode"] == "decode"}
+    assert set(decode) == {(q, lane) for q in ("none", "int8", "int4") for lane in ("frozen", "delta")}
+    assert decode["none", "delta"]["bytes_read"] > decode["int8", "delta"]["bytes_read"] > decode["int4", "delta"][
+        "bytes_read"] > decode["none", "frozen"]["bytes_read"] / 4
+    assert all(0 < r["bandwidth_fraction"] and r["copy_gbps"] > 0 for r in decode.values())
+    summary = data["summary"]
+    for name in ("bandwidth_fraction_decode", "bandwidth_fraction_decode_int8", "decode_speed_int8_over_none",
+                 "decode_speed_int4_over_none"):
+        assert summary[name] > 0, name
+    assert data["targets"]["delta_over_frozen_decode_time"]["bound"] == "<= 1.02"     # bfloat16's target
+
+
+def test_the_memory_child_builds_the_same_shape_and_quantization(monkeypatch, capsys) -> None:
+    """The parent passes shape, layers, vocabulary and quantization on; the child reports the weights' bytes."""
+    import subprocess
+
+    import torch
+
+    from deltamem.benchmarks import peak
+    from deltamem.benchmarks.common import Settings
+
+    settings = Settings(shape="cpu-bench", device=torch.device("cpu"), dtype=torch.bfloat16, attn="sdpa", repeats=1,
+                        warmup=0, layers=1, vocab_size=512)
+    assert peak.child_main(settings, "delta", 8, 2, "int8") == 0
+    printed = capsys.readouterr().out.strip().splitlines()[-1]
+    result = json.loads(printed)
+    assert 0 < result["weight_gb"] < 2 * 512 * 512 * 14 / 2**30        # int8: about a byte a weight
+    commands = []
+    monkeypatch.setattr(subprocess, "run", lambda command, **_: commands.append(command) or subprocess
+                        .CompletedProcess(command, 0, printed + "\n", ""))
+    assert peak.memory_records(settings, [8], 2, ["int8"])[0].weight_gb == result["weight_gb"]
+    command = " ".join(commands[0])
+    assert "--shape cpu-bench" in command and "--layers 1" in command and "--vocab 512" in command
+    assert "--quantize int8" in command and "--dtype bfloat16" in command
+
+
 def test_unmeasured_ratios_are_null(tmp_path: Path) -> None:
     report = tmp_path / "bench.json"
     assert main([*TINY, "--modes", "scan", "--json", str(report)]) == 0
@@ -66,7 +114,8 @@ def test_help_explains_every_option(capsys: pytest.CaptureFixture) -> None:
     assert main(["--help"]) == 0
     text = capsys.readouterr().out
     for option in ("--shape", "--prompt-lens", "--decode-len", "--scan-lens", "--device", "--dtype", "--attn",
-                   "--repeats", "--warmup", "--modes", "--json", "--markdown", "--seed"):
+                   "--repeats", "--warmup", "--modes", "--json", "--markdown", "--seed", "--layers", "--vocab",
+                   "--quantize"):
         assert option in text
     assert "--_child" not in text
 

@@ -22,7 +22,8 @@ from deltamem.compat import cache_argument, crop_cache, output_cache
 from deltamem.config import DeltaMemConfig
 from deltamem.kv_cache import new_cache
 from deltamem.model import DeltaMemModel
-from deltamem.shapes import SHAPES
+from deltamem.quantization import quantize_backbone
+from deltamem.shapes import BackboneShape, resolve
 from deltamem.testing import random_backbone, randomize_adapter
 
 #: The configuration of the released adapters (rank 8, alpha 16, q/o corrections, one state head).
@@ -42,10 +43,16 @@ class Settings:
     repeats: int
     warmup: int
     seed: int = 0
+    layers: int | None = None      # the named shape's own when None
+    vocab_size: int | None = None
+
+    @property
+    def backbone_shape(self) -> BackboneShape:
+        return resolve(self.shape, self.layers, self.vocab_size)
 
     @property
     def vocab(self) -> int:
-        return SHAPES[self.shape].vocab
+        return self.backbone_shape.vocab
 
 
 def synchronize(device: torch.device) -> None:
@@ -58,13 +65,19 @@ def median(samples: Sequence[float]) -> float:
     return float(statistics.median(samples))
 
 
-def build_model(settings: Settings) -> DeltaMemModel:
-    """A random backbone of the shape with a random released-configuration adapter (nothing is downloaded)."""
-    backbone = random_backbone(settings.shape, dtype=settings.dtype, attn=settings.attn, device=settings.device,
-                               seed=settings.seed)
+def build_model(settings: Settings, quantize: str = "none") -> DeltaMemModel:
+    """A random backbone of the shape with a random released-configuration adapter (nothing is downloaded), its
+    backbone quantized as asked (weights only; δ-mem's matrices as they were)."""
+    backbone = random_backbone(settings.backbone_shape, dtype=settings.dtype, attn=settings.attn,
+                               device=settings.device, seed=settings.seed)
     model = DeltaMemModel(backbone, DeltaMemConfig.released())
     randomize_adapter(model, seed=settings.seed + 1)
-    return model.eval()
+    return quantize_backbone(model, quantize).eval()
+
+
+def build_models(settings: Settings, quantizations: Sequence[str]) -> dict[str, DeltaMemModel]:
+    """One model per quantization, from the same seeds: the same random weights, stored each way."""
+    return {mode: build_model(settings, mode) for mode in quantizations}
 
 
 def token_ids(settings: Settings, length: int, rows: int = 1, salt: int = 0) -> Tensor:

@@ -12,6 +12,7 @@ from functools import partial
 
 from torch import Tensor
 
+from deltamem.benchmarks.bandwidth import CopyProbe, kv_bytes_read, weight_bytes_read
 from deltamem.benchmarks.common import LANES, FollowUpTurn, Settings, median, run_turn, token_ids
 from deltamem.benchmarks.report import Record
 from deltamem.model import DeltaMemModel
@@ -34,23 +35,36 @@ def _interleaved(jobs: dict[str, Job], settings: Settings
     return samples
 
 
-def lane_records(model: DeltaMemModel, settings: Settings, prompt_lens: Sequence[int], decode_len: int,
-                 modes: Sequence[str]) -> list[Record]:
-    """Prefill time and time per decoded token of both lanes at each prompt length (batch 1)."""
+def lane_records(models: dict[str, DeltaMemModel], settings: Settings, prompt_lens: Sequence[int],
+                 decode_len: int, modes: Sequence[str]) -> list[Record]:
+    """Prefill time and time per decoded token of both lanes of every model (one per quantization) at each prompt
+    length (batch 1); each decode record also carries the bytes a token reads and the copy rate measured between
+    the repeats (see `deltamem.benchmarks.bandwidth`)."""
     n_decode = decode_len if "decode" in modes else 0
+    probe = CopyProbe(settings.device) if n_decode else None
     records = []
     for length in prompt_lens:
         prompt, decode = token_ids(settings, length), token_ids(settings, n_decode, salt=1)
-        jobs = {lane: partial(run_turn, model, prompt, decode, [memory]) for lane, memory in LANES.items()}
-        for lane, runs in _interleaved(jobs, settings).items():
+        jobs: dict[str, Job] = {f"{quantize}/{lane}": partial(run_turn, model, prompt, decode, [memory])
+                                for quantize, model in models.items() for lane, memory in LANES.items()}
+        if probe is not None:
+            jobs["copy"] = lambda: (0.0, 1 / probe.rate())       # seconds per byte, as the "decode" time
+        samples = _interleaved(jobs, settings)
+        copy_rate = 1 / median([d for _, d in samples.pop("copy")]) if probe is not None else None
+        for name, runs in samples.items():
+            quantize, lane = name.split("/")
             if "prefill" in modes:
                 prefill = [p for p, _ in runs]
-                records.append(Record("prefill", length, 0, lane=lane, seconds=median(prefill),
+                records.append(Record("prefill", length, 0, lane=lane, quantize=quantize, seconds=median(prefill),
                                       tps=length / median(prefill), repeats=len(runs), samples=prefill))
             if n_decode:
                 per_token = [d / n_decode for _, d in runs]
-                records.append(Record("decode", length, n_decode, lane=lane, seconds=median(per_token),
-                                      tps=1 / median(per_token), repeats=len(runs), samples=per_token))
+                model = models[quantize]
+                read = weight_bytes_read(model, LANES[lane]) + kv_bytes_read(model, length + n_decode // 2)
+                records.append(Record("decode", length, n_decode, lane=lane, quantize=quantize,
+                                      seconds=median(per_token), tps=1 / median(per_token), repeats=len(runs),
+                                      samples=per_token, bytes_read=read, copy_gbps=copy_rate / 1e9,
+                                      bandwidth_fraction=read / copy_rate / median(per_token)))
     return records
 
 

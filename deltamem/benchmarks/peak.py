@@ -32,6 +32,7 @@ import torch
 from deltamem.benchmarks.common import LANES, Settings, build_model, run_turn, token_ids
 from deltamem.benchmarks.report import Record
 from deltamem.model import DeltaMemModel
+from deltamem.quantization import describe, storage_bytes
 
 GB = 1024**3
 
@@ -41,24 +42,32 @@ class ChildError(RuntimeError):
 
 
 def memory_records(settings: Settings, prompt_lens: Sequence[int], decode_len: int,
-                   model: DeltaMemModel | None = None) -> list[Record]:
-    """Peak memory of one turn (prefill + decode) for each lane at each prompt length (CUDA runs need `model`)."""
+                   quantizations: Sequence[str] = ("none",), models: dict[str, DeltaMemModel] | None = None
+                   ) -> list[Record]:
+    """Peak memory of one turn (prefill + decode) for each lane of each quantization at each prompt length (CUDA
+    runs need `models`, one per quantization), with the bytes the model's weights hold."""
     records = []
-    for length in prompt_lens:
-        for lane in LANES:
-            if settings.device.type == "cuda":
-                if model is None:
-                    raise ValueError("measuring CUDA memory needs the model, built on that device")
-                peak, increase = _cuda_peak(model, settings, lane, length, decode_len)
-            else:
-                peak, increase = _child_peak(settings, lane, length, decode_len)
-            records.append(Record("memory", length, decode_len, lane=lane, peak_alloc_gb=peak,
-                                  peak_increase_gb=increase, repeats=1))
+    for quantize in quantizations:
+        for length in prompt_lens:
+            for lane in LANES:
+                if settings.device.type == "cuda":
+                    if not models or quantize not in models:
+                        raise ValueError("measuring CUDA memory needs the models, built on that device")
+                    peak, increase, weights = _cuda_peak(models[quantize], settings, lane, length, decode_len)
+                else:
+                    peak, increase, weights = _child_peak(settings, lane, length, decode_len, quantize)
+                records.append(Record("memory", length, decode_len, lane=lane, quantize=quantize, peak_alloc_gb=peak,
+                                      peak_increase_gb=increase, weight_gb=weights, repeats=1))
     return records
 
 
+def model_bytes(model: DeltaMemModel) -> int:
+    """What the model's weights hold: the backbone's (quantized or not) and δ-mem's."""
+    return describe(model.backbone)["weight_bytes"] + sum(storage_bytes(p) for p in model.layers.parameters())
+
+
 def _cuda_peak(model: DeltaMemModel, settings: Settings, lane: str, length: int, decode_len: int
-               ) -> tuple[float, float]:
+               ) -> tuple[float, float, float]:
     prompt, decode = token_ids(settings, length), token_ids(settings, decode_len, salt=1)
     model.reset()
     gc.collect()
@@ -67,14 +76,17 @@ def _cuda_peak(model: DeltaMemModel, settings: Settings, lane: str, length: int,
     torch.cuda.reset_peak_memory_stats(settings.device)
     run_turn(model, prompt, decode, [LANES[lane]])
     peak = torch.cuda.max_memory_allocated(settings.device)
-    return peak / GB, (peak - before) / GB
+    return peak / GB, (peak - before) / GB, model_bytes(model) / GB
 
 
-def _child_peak(settings: Settings, lane: str, length: int, decode_len: int) -> tuple[float, float | None]:
+def _child_peak(settings: Settings, lane: str, length: int, decode_len: int, quantize: str
+                ) -> tuple[float, float | None, float]:
     command = [sys.executable, "-m", "deltamem.bench", "--_child", lane, "--shape", settings.shape,
                "--device", str(settings.device), "--dtype", str(settings.dtype).removeprefix("torch."),
                "--attn", settings.attn, "--prompt-lens", str(length), "--decode-len", str(decode_len),
-               "--seed", str(settings.seed), "--threads", str(torch.get_num_threads())]
+               "--seed", str(settings.seed), "--threads", str(torch.get_num_threads()), "--quantize", quantize]
+    command += ["--layers", str(settings.layers)] if settings.layers else []
+    command += ["--vocab", str(settings.vocab_size)] if settings.vocab_size else []
     env = dict(os.environ)
     package_root = str(Path(__file__).resolve().parents[2])
     env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p)
@@ -84,22 +96,26 @@ def _child_peak(settings: Settings, lane: str, length: int, decode_len: int) -> 
         tail = " ".join(done.stderr.strip().splitlines()[-3:])
         raise ChildError(f"the {lane} memory measurement at {length} tokens failed: {tail}")
     result = json.loads(done.stdout.strip().splitlines()[-1])
-    return result["peak_gb"], result["increase_gb"]
+    return result["peak_gb"], result["increase_gb"], result["weight_gb"]
 
 
-def child_main(settings: Settings, lane: str, length: int, decode_len: int) -> int:
+def child_main(settings: Settings, lane: str, length: int, decode_len: int, quantize: str = "none") -> int:
     """Entry point of the child process: build, reset the high-water mark, run one turn, print JSON."""
     import transformers.models.qwen3.modeling_qwen3  # noqa: F401  (code is not part of the model's memory)
 
+    if quantize != "none":
+        from deltamem.quantization import import_torchao
+
+        import_torchao()                                   # nor is torchao's
     baseline = _rss_bytes()
-    model = build_model(settings)
+    model = build_model(settings, quantize)
     gc.collect()
     held = _rss_bytes()
     exact = _reset_peak()
     run_turn(model, token_ids(settings, length), token_ids(settings, decode_len, salt=1), [LANES[lane]])
     peak = _peak_bytes()
     print(json.dumps({"peak_gb": (peak - baseline) / GB,
-                      "increase_gb": (peak - held) / GB if exact else None}))
+                      "increase_gb": (peak - held) / GB if exact else None, "weight_gb": model_bytes(model) / GB}))
     return 0
 
 

@@ -44,6 +44,7 @@ from deltamem.runtime.contract import (
 )
 from deltamem.runtime.lanes import Lane, LaneGroup, LaneSnapshot
 from deltamem.runtime.long_inputs import LongRead, PromptTooLong, check_fits, cut_message, read_into_memory
+from deltamem.runtime.prefill import lanes_forward
 
 
 @dataclass(frozen=True)
@@ -443,14 +444,16 @@ class ABEngine:
         if write:
             self._refresh_writes(group.lanes)
         with nullcontext() if write else self.model.read_only():
-            out = self.model(input_ids=ids.to(device), attention_mask=mask.to(device),
-                             position_ids=positions.to(device), use_cache=True, **{self._cache_kw: group.cache})
+            out = lanes_forward(self.model, input_ids=ids.to(device), attention_mask=mask.to(device),
+                                position_ids=positions.to(device), cache_kw=self._cache_kw, cache=group.cache)
         group.cache = output_cache(out)
         group.mask = mask
         for lane, part in zip(group.lanes, parts):
             lane.processed.extend(part)
         fed = torch.tensor([bool(part) for part in parts])
-        return torch.where(fed.to(out.logits.device).unsqueeze(1), out.logits[:, -1].float(), float("nan"))
+        # NaN marks the rows that were not fed: a NaN the model computed (a broken adapter) must not pass for one.
+        logits = torch.nan_to_num(out.logits[:, -1].float(), nan=0.0, posinf=float("inf"), neginf=float("-inf"))
+        return torch.where(fed.to(logits.device).unsqueeze(1), logits, float("nan"))
 
     def _decode(self, group: LaneGroup, logits: Tensor | None, settings: GenerationSettings,
                 cancel: threading.Event | None, replies: list[_Reply]) -> Iterator[Event]:

@@ -23,6 +23,9 @@ from deltamem.config import ConfigError, OffTrainedDefaultsWarning
 from deltamem.files import read_json
 from deltamem.hub import ADAPTER_FILES, MODEL_FILES, LoadError, resolve
 from deltamem.model import DeltaMemError, DeltaMemModel
+from deltamem.quantization import MODES as QUANTIZATIONS
+from deltamem.quantization import QuantizationError, quantize_backbone
+from deltamem.quantization import check_runtime as check_quantization
 
 
 @dataclass(frozen=True)
@@ -32,25 +35,54 @@ class RuntimeChoice:
     device: str
     dtype: torch.dtype
     attn: str
+    quantize: str = "none"
 
     def describe(self) -> str:
-        return f"{self.device} · {str(self.dtype).removeprefix('torch.')} · {self.attn}"
+        text = f"{self.device} · {str(self.dtype).removeprefix('torch.')} · {self.attn}"
+        return text if self.quantize == "none" else f"{text} · {self.quantize} weights"
 
 
-def choose_runtime(device: str | None = None, dtype: str | None = None, attn: str | None = None) -> RuntimeChoice:
-    """CUDA: bf16 with FlashAttention-2 when installed, else SDPA. CPU: float32 with SDPA. Each overridable."""
+def choose_runtime(device: str | None = None, dtype: str | None = None, attn: str | None = None,
+                   quantize: str | None = None) -> RuntimeChoice:
+    """Where and how to run, each choice overridable.
+
+    Device: CUDA when available, else Apple's MPS when available, else the CPU. Dtype: bf16 on CUDA; on MPS bf16
+    where macOS supports it (14 and later), else float16; float32 on a CPU, or bf16 there with `quantize` (int8
+    or int4 weights, torchao's CPU kernels, which compute in bf16). Attention: FlashAttention-2 on CUDA when
+    installed, else SDPA. The δ-mem state is float32 on every device. (MPS cannot be tested on this project's
+    machines: it is chosen and its dtypes follow PyTorch's documented support, nothing more.)
+    """
+    quantize = quantize or "none"
+    if quantize not in QUANTIZATIONS:
+        raise LoadError(f"unknown quantization {quantize!r}: use one of {', '.join(QUANTIZATIONS)}")
     if device in (None, "auto"):
-        device = "cuda" if torch.cuda.is_available() else "cpu"
+        if quantize != "none":
+            device = "cpu"                  # quantized weights are for the CPU
+        elif torch.cuda.is_available():
+            device = "cuda"
+        else:
+            device = "mps" if _has_mps() else "cpu"
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise LoadError(f"device {device!r} was asked for, but this machine has no CUDA GPU: use --device cpu")
+    if device == "mps" and not _has_mps():
+        raise LoadError("device 'mps' was asked for, but this torch sees no Apple GPU: use --device cpu")
     names = {"bf16": torch.bfloat16, "bfloat16": torch.bfloat16, "fp16": torch.float16, "float16": torch.float16,
              "fp32": torch.float32, "float32": torch.float32}
     if dtype in (None, "auto"):
-        chosen = torch.bfloat16 if device.startswith("cuda") else torch.float32
+        if device.startswith("cuda") or quantize != "none":
+            chosen = torch.bfloat16
+        elif device == "mps":
+            chosen = torch.bfloat16 if _mps_has_bf16() else torch.float16
+        else:
+            chosen = torch.float32
     elif dtype in names:
         chosen = names[dtype]
     else:
         raise LoadError(f"unknown dtype {dtype!r}: use one of auto, bfloat16, float16, float32")
+    try:
+        check_quantization(quantize, device, chosen)
+    except QuantizationError as exc:
+        raise LoadError(str(exc)) from None
     if attn in (None, "auto"):
         attn = "flash_attention_2" if device.startswith("cuda") and _has_flash_attn() else "sdpa"
     if attn == "flash_attention_2" and not _has_flash_attn():
@@ -58,7 +90,18 @@ def choose_runtime(device: str | None = None, dtype: str | None = None, attn: st
                         "pip install 'deltamem-chat[gpu]', or use --attn sdpa")
     if attn not in ("eager", "sdpa", "flash_attention_2"):
         raise LoadError(f"unknown attention {attn!r}: use one of auto, eager, sdpa, flash_attention_2")
-    return RuntimeChoice(device, chosen, attn)
+    return RuntimeChoice(device, chosen, attn, quantize)
+
+
+def _has_mps() -> bool:
+    backend = getattr(torch.backends, "mps", None)
+    return bool(backend is not None and backend.is_available())
+
+
+def _mps_has_bf16() -> bool:
+    """bf16 on MPS needs macOS 14 (PyTorch's MPS notes); older systems have float16 only."""
+    check = getattr(torch.backends.mps, "is_macos_or_newer", None)
+    return bool(check is not None and check(14, 0))
 
 
 def _has_flash_attn() -> bool:
@@ -134,9 +177,13 @@ def load_base(base: str, choice: RuntimeChoice) -> tuple[Any, nn.Module]:
 
 
 def load(adapter: str, base: str, *, device: str | None = None, dtype: str | None = None, attn: str | None = None,
-         names: tuple[str, str] | None = None) -> LoadedModel:
-    """Load a base model and a δ-mem adapter (folders or hub ids); `names` are recorded instead of them."""
-    choice = choose_runtime(device, dtype, attn)
+         names: tuple[str, str] | None = None, quantize: str | None = None) -> LoadedModel:
+    """Load a base model and a δ-mem adapter (folders or hub ids); `names` are recorded instead of them.
+
+    `quantize` (int8, int4) quantizes the backbone's weights once the adapter is attached (see
+    `deltamem.quantization`); δ-mem's own matrices are not quantized.
+    """
+    choice = choose_runtime(device, dtype, attn, quantize)
     adapter_dir = resolve(adapter, "adapter", ADAPTER_FILES)
     tokenizer, backbone = load_base(base, choice)
     try:
@@ -146,6 +193,10 @@ def load(adapter: str, base: str, *, device: str | None = None, dtype: str | Non
             model = attach_adapter(backbone, adapter_dir)
     except (AdapterError, ConfigError, DeltaMemError) as exc:
         raise LoadError(f"adapter {adapter}: {exc}") from None
+    try:
+        quantize_backbone(model, choice.quantize)
+    except QuantizationError as exc:
+        raise LoadError(str(exc)) from None
     notes = tuple(f"adapter {adapter}: {w.message}" for w in caught if issubclass(w.category, AdapterDtypeWarning))
     for w in caught:
         if not issubclass(w.category, AdapterDtypeWarning):

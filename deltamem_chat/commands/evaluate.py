@@ -19,6 +19,7 @@ from deltamem_chat.commands.options import (
     DatesOpt,
     DeviceOpt,
     DtypeOpt,
+    QuantizeOpt,
     dates_on,
     fail,
     lanes_mode,
@@ -134,6 +135,7 @@ def register(app: typer.Typer) -> None:
         device: DeviceOpt = "auto",
         dtype: DtypeOpt = "auto",
         attn: AttnOpt = "auto",
+        quantize: QuantizeOpt = "none",
         batching: Annotated[str, typer.Option("--batching", help="batched (both lanes in one forward) or "
                                               "sequential.")] = "batched",
         dates: DatesOpt = "on",
@@ -167,7 +169,7 @@ def register(app: typer.Typer) -> None:
             with_dates = dates_on(dates)
         except (EvalError, ValueError, SaveError) as exc:
             raise fail(str(exc)) from None
-        loaded = load_or_exit(resolve_or_exit(adapter, base), device, dtype, attn)
+        loaded = load_or_exit(resolve_or_exit(adapter, base), device, dtype, attn, quantize)
         settings = EvalSettings(
             transcripts=tuple(p.stem for p in transcripts), conditions=chosen, protocol=scoring.name,
             official=official, base=loaded.base, adapter=loaded.adapter, lanes=LANES,

@@ -25,6 +25,10 @@ BaseOpt = Annotated[str | None, typer.Option("--base", help="Base model: alias, 
 DeviceOpt = Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cuda:N.")]
 DtypeOpt = Annotated[str, typer.Option("--dtype", help="auto (bf16 on CUDA, float32 on CPU), bfloat16, float16 "
                                        "or float32.")]
+QuantizeOpt = Annotated[str, typer.Option("--quantize", help="none, int8 or int4: the base model's weights quantized "
+                                          "(torchao, weight-only) to run on a CPU in bfloat16, about 2x (int8) or "
+                                          "3-4x (int4) less memory to read per token; δ-mem's own matrices are "
+                                          "not quantized. Needs torchao (pip install 'deltamem-chat[cpu]').")]
 AttnOpt = Annotated[str, typer.Option("--attn", help="auto (FlashAttention-2 if installed on CUDA, else SDPA), "
                                       "eager, sdpa or flash_attention_2.")]
 PolicyOpt = Annotated[str | None, typer.Option("--context", "-c", help="Context policy: `full` (whole history "
@@ -104,13 +108,14 @@ def resolve_or_exit(adapter: str, base: str | None) -> Models:
         raise fail(str(exc)) from None
 
 
-def load_or_exit(models: Models, device: str, dtype: str, attn: str) -> LoadedModel:
+def load_or_exit(models: Models, device: str, dtype: str, attn: str, quantize: str = "none") -> LoadedModel:
     """Load the model, or print why not and exit non-zero."""
     from deltamem.runtime.loading import LoadError, load
 
     try:
         with err.status(f"loading {models.alias.name if models.alias else models.adapter} …"):
-            loaded = load(models.adapter, models.base, device=device, dtype=dtype, attn=attn, names=models.names)
+            loaded = load(models.adapter, models.base, device=device, dtype=dtype, attn=attn, names=models.names,
+                          quantize=quantize)
     except LoadError as exc:
         raise fail(str(exc)) from None
     for note in loaded.notes:

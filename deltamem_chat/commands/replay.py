@@ -21,6 +21,7 @@ from deltamem_chat.commands.options import (
     MaxTokensOpt,
     PolicyOpt,
     ProtocolOpt,
+    QuantizeOpt,
     SeedOpt,
     TemperatureOpt,
     TopKOpt,
@@ -80,6 +81,7 @@ def register(app: typer.Typer) -> None:
         device: DeviceOpt = "auto",
         dtype: DtypeOpt = "auto",
         attn: AttnOpt = "auto",
+        quantize: QuantizeOpt = "none",
         max_new_tokens: MaxTokensOpt = 64,
         temperature: TemperatureOpt = 0.0,
         top_p: TopPOpt = 1.0,
@@ -107,7 +109,7 @@ def register(app: typer.Typer) -> None:
         models = resolve_or_exit(adapter, base)
         policy = policy_for(context, transcript.meta.context, models.context)
         settings = settings_from(max_new_tokens, temperature, top_p, top_k, seed)
-        loaded = load_or_exit(models, device, dtype, attn)
+        loaded = load_or_exit(models, device, dtype, attn, quantize)
         from deltamem.runtime.engine import ABEngine
         from deltamem_chat.replay import ReplayRunner, run_headless
 
