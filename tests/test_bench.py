@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -19,8 +22,22 @@ TINY = ["--shape", "tiny", "--prompt-lens", "16", "--decode-len", "3", "--scan-l
         "--warmup", "0"]
 
 
-def test_every_mode_reports_records_machine_and_summary(tmp_path: Path) -> None:
-    """Through the CLI (`deltamem-chat bench` passes its options on to the bench)."""
+def test_every_mode_reports_records_machine_and_summary(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Through the CLI (`deltamem-chat bench` passes its options on to the bench). The memory mode's children run
+    in this process (their command line goes through the bench's own parser), which saves two imports of torch."""
+    from deltamem.benchmarks import peak
+
+    run = subprocess.run
+
+    def in_process(command: list[str], **options: object) -> subprocess.CompletedProcess[str]:
+        if command[1:4] != ["-m", "deltamem.bench", "--_child"]:
+            return run(command, **options)  # type: ignore[call-overload]
+        printed = io.StringIO()
+        with contextlib.redirect_stdout(printed):
+            code = main(command[3:])
+        return subprocess.CompletedProcess(command, code, printed.getvalue(), "")
+
+    monkeypatch.setattr(peak.subprocess, "run", in_process)
     report, markdown = tmp_path / "bench.json", tmp_path / "bench.md"
     result = CliRunner().invoke(app, ["bench", *TINY, "--json", str(report), "--markdown", str(markdown)])
     assert result.exit_code == 0, result.output
