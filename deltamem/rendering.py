@@ -45,7 +45,8 @@ class ChatRenderer:
                                                   add_generation_prompt=generation_prompt, enable_thinking=False)
 
     def encode(self, text: str) -> list[int]:
-        return self.tokenizer(text, add_special_tokens=False)["input_ids"]
+        # verbose=False: a long message is meant to pass the model's length (it is read in chunks), no warning.
+        return self.tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"]
 
     def ids(self, messages: Sequence[Message], generation_prompt: bool = False) -> list[int]:
         return self.encode(self.text(messages, generation_prompt))
@@ -89,7 +90,7 @@ class ChatRenderer:
     def _tokens_before(self, text: str, boundary: int) -> int:
         """How many tokens of `text` start before character `boundary`."""
         try:
-            encoded = self.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+            encoded = self.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True, verbose=False)
         except NotImplementedError:      # a slow tokenizer has no offsets: count the prefix on its own
             return len(self.encode(text[:boundary]))
         return bisect_left([start for start, _ in encoded["offset_mapping"]], boundary)

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from deltamem.context import ContextPolicy
 from deltamem.demo import ADAPTER_DIR, ASSETS, BASE_DIR, DEMO_WINDOW
-from deltamem.demo.data import TRAIN_SEEDS, conversations, corpus_text
+from deltamem.demo.data import SLOT_BY_KEY, TRAIN_SEEDS, conversations, corpus_text
 from deltamem.runtime.contract import GenerationSettings, LaneDone
 from deltamem.runtime.engine import ABEngine
 from deltamem.runtime.loading import load
@@ -154,3 +154,24 @@ def test_demo_eval_totals_the_recall_of_generated_chats(tmp_path: Path) -> None:
     assert hits["delta"] > hits["frozen"], "the demo's point, on two chats"
     refused = CliRunner().invoke(app, ["demo-eval", "--seed", "999999999", "--count", "2"])
     assert refused.exit_code != 0 and "training range" in refused.output
+
+
+def test_a_generated_document_buries_its_facts_at_their_depths_in_about_the_tokens_asked(demo_model,
+                                                                                          tmp_path: Path) -> None:
+    result = CliRunner().invoke(app, ["demo-data", "--out", str(tmp_path), "--document", "2000", "--seed", "7"])
+    assert result.exit_code == 0, result.output
+    transcript = load_transcript(tmp_path / "document_7.jsonl")
+    [message] = transcript.messages
+    assert message.document == "notes 7" and len(transcript.probes) == 3
+    ids = demo_model.tokenizer(message.content, add_special_tokens=False)["input_ids"]
+    assert demo_model.tokenizer.unk_token_id not in ids
+    assert 2000 <= len(ids) <= 2100, "about the tokens asked"
+    lines = message.content.split("\n")
+    where = []
+    for probe in transcript.probes:
+        assert probe.depends_on == 0
+        statements = {t.format(v=probe.answer) for t in SLOT_BY_KEY[probe.id].statements}
+        holding = [i for i, line in enumerate(lines) if line in statements]
+        assert len(holding) == 1, f"{probe.id} is stated once in the document"
+        where.append(len(demo_model.tokenizer("\n".join(lines[:holding[0]]), add_special_tokens=False)["input_ids"]))
+    assert [round(d / 2000, 1) for d in sorted(where)] == [0.2, 0.5, 0.8], "spread through it"

@@ -264,3 +264,44 @@ def test_each_finished_step_reports_the_memory_as_the_engine_left_it() -> None:
             assert event.memory.written_total["delta"] == before  # rolled back with the probe
         assert set(event.memory.diagnostics) == {"delta"}
         assert set(event.memory.diagnostics["delta"]) == {"beta_mean", "delta_o_ratio", "state_norm"}
+
+
+def test_headless_shows_a_long_reads_progress_and_the_first_ctrl_c_stops_it_between_chunks() -> None:
+    import io
+    import os
+    import signal
+
+    from rich.console import Console
+
+    from deltamem.runtime.contract import ReadProgress
+    from deltamem_chat.replay.headless import run_headless
+    from deltamem_chat.transcripts.model import Message, Transcript
+
+    engine = make_engine(policy="window:40")
+    items = [Message("user", "hello"), Message("user", "x" * 2000, document="log"), Message("user", "after")]
+    runner = ReplayRunner(engine, Transcript(path=None, items=list(items)))
+    read = engine.read
+    seen: list[ReadProgress] = []
+
+    def interrupted_read(*args, **kwargs):
+        for event in read(*args, **kwargs):
+            if isinstance(event, ReadProgress):
+                seen.append(event)
+                if len(seen) == 3:
+                    os.kill(os.getpid(), signal.SIGINT)     # as a Ctrl-C would, mid-read
+            yield event
+
+    engine.read = interrupted_read
+    printed = io.StringIO()
+    report, completed, problems = run_headless(runner, {}, report_path=None, markdown_path=None,
+                                               console=Console(file=printed, width=120))
+    assert not completed and report["partial"] and not problems
+    assert len(seen) == 3, "the read stopped at the next chunk"
+    assert len(runner.records) == 2 and runner.records[1].lanes["delta"].cancelled
+    written = engine.lanes["delta"].written_total
+    hello = len(engine.renderer.ids([{"role": "user", "content": "hello"}]))
+    assert written - hello == seen[-1].done < seen[-1].total, "what was read stays, nothing more"
+    text = printed.getvalue()
+    assert f"delta: {seen[-1].done:,} of {seen[-1].total:,} tokens read into memory in" in text
+    assert "Interrupted" in text
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler

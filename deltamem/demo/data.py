@@ -234,6 +234,35 @@ def conversation(seed: int, shape: Shape | None = None) -> Conversation:
     return Conversation(seed, tuple(turns), tuple(queries))
 
 
+def document(seed: int, tokens: int, facts: int = 3) -> Conversation:
+    """A long document for the demo to read once: small talk of about `tokens` tokens as one text (a sentence a
+    line), with `facts` personal facts spread through it (fact i at depth (i + ½) / facts), then a question per fact.
+    Its one turn is the document; every query's source is that turn."""
+    rng = random.Random(seed)
+    slots = rng.sample(SLOTS, facts)
+    values = {slot.key: rng.choice(slot.values) for slot in slots}
+    sentences: list[str] = []
+    count = 0
+    depths = [round((i + 0.5) / facts * tokens) for i in range(facts)]
+    pending = list(zip(depths, slots))
+    while count < tokens or pending:
+        if pending and count >= pending[0][0]:
+            slot = pending.pop(0)[1]
+            sentence = rng.choice(slot.statements).format(v=values[slot.key])
+        else:
+            sentence = " ".join(turn.content for turn in _small_talk(rng, 0.15))
+        sentences.append(sentence)
+        count += _token_count(sentence)
+    queries = tuple(Query(slot.key, rng.choice(slot.questions), slot.answer.format(v=values[slot.key]),
+                          values[slot.key], 0) for slot in slots)
+    return Conversation(seed, (Turn("user", "\n".join(sentences)),), queries)
+
+
+def _token_count(text: str) -> int:
+    """Tokens of `text` for the demo tokenizer: a word, or one of `. , ? !`, is a token."""
+    return sum(len(word.rstrip(".,?!")) > 0 for word in text.split()) + sum(text.count(p) for p in ".,?!")
+
+
 def conversations(first_seed: int, count: int, shape: Shape | None = None) -> Iterator[Conversation]:
     """`count` conversations from consecutive seeds."""
     for seed in range(first_seed, first_seed + count):

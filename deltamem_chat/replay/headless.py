@@ -1,5 +1,8 @@
 """The headless replay: a progress bar per item, a table at the end, reports written even when interrupted.
 
+A long message read into memory gets a bar of its own (tokens and time left). The first Ctrl-C asks the engine to
+stop at its next chunk or token, so what was read stays whole and is reported; a second one stops at once.
+
 The table is printed before the reports are written, and a report that cannot be written where asked goes to the
 temporary folder instead (`deltamem_chat.outputs`): a run's results are never lost to a full disk or a bad path.
 """
@@ -7,12 +10,27 @@ temporary folder instead (`deltamem_chat.outputs`): a run's results are never lo
 from __future__ import annotations
 
 import json
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 
+from deltamem.runtime.contract import ReadProgress
 from deltamem_chat.outputs import is_stdout, write_output
 from deltamem_chat.replay.report import build_report, summary_table, to_markdown
 from deltamem_chat.replay.runner import ReplayRunner, StepStarted
@@ -23,20 +41,37 @@ def run_headless(runner: ReplayRunner, config: dict[str, Any], *, report_path: P
                  markdown_path: Path | None, console: Console) -> tuple[dict[str, Any], bool, list[str]]:
     """Replay every item; returns the report, whether it completed (False after Ctrl-C) and one sentence per report
     that could not be written where asked (`-` writes a report on standard output)."""
-    completed = False
+    cancel = threading.Event()
+    reading: dict[str, tuple[TaskID, float]] = {}  # a lane's bar for the long message it reads, and its start
     try:
         with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                      console=console, transient=False) as progress:
+                      TimeRemainingColumn(), console=console, transient=False) as progress, \
+                first_interrupt_cancels(cancel):
             task = progress.add_task("replaying", total=len(runner.transcript.items))
-            while not runner.finished:
-                for event in runner.step():
+            while not runner.finished and not cancel.is_set():
+                read: dict[str, ReadProgress] = {}
+                for event in runner.step(cancel):
                     if isinstance(event, StepStarted):
                         record = event.record
                         label = "probe" if record.kind == "probe" else record.role
                         progress.update(task, description=f"{label:>9}: {one_line(record.text, 40)}")
-                progress.advance(task)
-        completed = True
+                    elif isinstance(event, ReadProgress):
+                        if event.lane not in reading:
+                            reading[event.lane] = (progress.add_task(f"{event.lane:>9}: tokens into memory",
+                                                                     total=event.total), time.monotonic())
+                        progress.update(reading[event.lane][0], completed=event.done)
+                        read[event.lane] = event
+                for lane, (task_id, start) in reading.items():
+                    progress.remove_task(task_id)
+                    progress.console.print(f"{lane:>9}: {read[lane].done:,} of {read[lane].total:,} tokens read into "
+                                           f"memory in {time.monotonic() - start:.1f} s", highlight=False)
+                reading.clear()
+                if not cancel.is_set():
+                    progress.advance(task)
     except KeyboardInterrupt:
+        cancel.set()
+    completed = not cancel.is_set()
+    if not completed:
         console.print("[yellow]Interrupted: the report below covers the items replayed so far.[/]")
     report = build_report(runner, config, partial=not completed)
     console.print(summary_table(report))
@@ -54,3 +89,23 @@ def run_headless(runner: ReplayRunner, config: dict[str, Any], *, report_path: P
             console.print(f"{label}: {where}", highlight=False)
     return report, completed, problems
 
+
+
+@contextmanager
+def first_interrupt_cancels(cancel: threading.Event) -> Iterator[None]:
+    """While inside, the first SIGINT sets `cancel` (the engine stops between chunks or tokens, within a second) and
+    a second raises KeyboardInterrupt as usual."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupted(signum: int, frame: FrameType | None) -> None:
+        if cancel.is_set():
+            raise KeyboardInterrupt
+        cancel.set()
+
+    previous = signal.signal(signal.SIGINT, interrupted)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
