@@ -22,6 +22,7 @@ from deltamem.runtime.contract import (
     GenerationSettings,
     LaneDone,
     LaneView,
+    ReadProgress,
     SessionIdentity,
     TokenEvent,
     TurnStats,
@@ -487,3 +488,17 @@ def test_a_document_read_into_memory_moves_the_meter_and_says_how_much_was_read(
         assert any("missing.md: no such file" in note for note, _ in app.notes)
 
     run(app, scenario)
+
+
+def test_a_long_reads_time_left_follows_its_rate_and_each_read_starts_afresh(monkeypatch: pytest.MonkeyPatch) -> None:
+    from deltamem_chat.tui import frame
+
+    clock = iter([100.0, 110.0, 120.0, 130.0, 200.0, 201.0])
+    monkeypatch.setattr(frame.time, "monotonic", lambda: next(clock))
+    job = Job(0)
+    assert job.read_left(ReadProgress(DELTA, 100, 1000)) == ""          # no rate yet
+    assert job.read_left(ReadProgress(DELTA, 200, 1000)) == " · 1:20 left"  # 100 tokens in 10 s, 800 to go
+    assert job.read_left(ReadProgress(DELTA, 300, 1000)) == " · 1:10 left"
+    assert job.read_left(ReadProgress(DELTA, 1000, 1000)) == ""
+    assert job.read_left(ReadProgress(DELTA, 50, 500)) == ""            # the next message's read
+    assert job.read_left(ReadProgress(DELTA, 100, 500)) == " · 0:08 left"

@@ -13,6 +13,7 @@ diagnostics that each `TurnDone` reports.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import ClassVar, Generic, TypeVar
@@ -41,6 +42,21 @@ class Job:
     written_before: int            # the meter lane's exact total when the job (or its current item) began
     cancel: threading.Event = field(default_factory=threading.Event)
     streamed: int = 0              # tokens the meter lane generated since: each one is written
+    read_from: tuple[float, int] | None = None  # when a long read's first progress came, and how far it was then
+
+    def read_left(self, progress: ReadProgress) -> str:
+        """`, m:ss left` for a long read at `progress`, at the rate it went since its first progress."""
+        now = time.monotonic()
+        if self.read_from is None or progress.done < self.read_from[1]:      # a new read (a replay job has many)
+            self.read_from = (now, progress.done)
+        start, first = self.read_from
+        if progress.done >= progress.total:
+            self.read_from = None
+            return ""
+        if progress.done == first:
+            return ""
+        left = round((progress.total - progress.done) * (now - start) / (progress.done - first))
+        return f" · {left // 60}:{left % 60:02d} left"
 
 
 JobT = TypeVar("JobT", bound=Job)
@@ -169,7 +185,8 @@ class LanesScreen(Screen[None], Generic[JobT]):
                 return
             elif isinstance(item, ReadProgress):
                 # A long message read into memory chunk by chunk: the meter moves as it goes.
-                self.status.set_info("reading", f"{item.done:,} / {item.total:,} tokens into memory")
+                self.status.set_info("reading", f"{item.done:,} / {item.total:,} tokens into memory"
+                                                f"{job.read_left(item)}")
                 if item.lane == self.METER_LANE:
                     self.show_budget(job.written_before + item.done, item.done, estimated=True)
             else:
