@@ -282,6 +282,7 @@ class ReplayScreen(LanesScreen[Command]):
                 pane.mount(Static(Content("⚑ lanes differ"), classes="note flag"))
         if outcome is not None:
             self._show_scores()
+        command.label = f"probe: {record.text}" if record.kind == "probe" else record.text
         self.show_reported(command, item.written_total, item.diagnostics)
         if command.kind == "jump":
             self._set_state(f"jumping to {command.target} · {self.position}/{command.target}")
@@ -298,6 +299,7 @@ class ReplayScreen(LanesScreen[Command]):
             status.set_lane(name, None)
         status.set_info("item", f"0/{self.total}")
         self.show_budget(0, 0, {})
+        self.memory_panel.clear()
 
     def job_failed(self, job: Command) -> None:
         self.failed = True
