@@ -95,8 +95,9 @@ class SessionLibrary:
         return entry
 
     def _entry(self, session_id: str) -> LibraryEntry | None:
+        """The session as indexed, else as its folder says (an index rebuilt since), else None (a new one)."""
         folder = self.folder(session_id)
-        return self._read(folder) if (folder / SESSION_JSON).exists() else None
+        return self.index.get(session_id) or (self._read(folder) if (folder / SESSION_JSON).exists() else None)
 
     # ------------------------------------------------------------------------------------------ reading
     def _read(self, folder: Path) -> LibraryEntry | None:
