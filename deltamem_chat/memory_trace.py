@@ -57,13 +57,13 @@ class MemoryTrace:
 
 
 def grouped(rows: list[list[float]], limit: int) -> list[tuple[str, list[float]]]:
-    """At most `limit` rows, neighbouring layers averaged together, each named by its layers (`L3` or `L4-7`)."""
-    if not rows:
-        return []
-    size = -(-len(rows) // max(1, limit))
+    """At most `limit` rows, neighbouring layers averaged together in groups of near-equal size, each named by its
+    layers (`L3` or `L4-7`)."""
+    count = min(len(rows), max(1, limit))
+    bounds = [round(index * len(rows) / count) for index in range(count + 1)] if rows else []
     out = []
-    for start in range(0, len(rows), size):
-        group = rows[start:start + size]
-        name = f"L{start}" if len(group) == 1 else f"L{start}-{start + len(group) - 1}"
+    for start, end in zip(bounds, bounds[1:]):
+        group = rows[start:end]
+        name = f"L{start}" if len(group) == 1 else f"L{start}-{end - 1}"
         out.append((name, [sum(column) / len(group) for column in zip(*group)]))
     return out

@@ -88,7 +88,9 @@ class WriteTimeline(Widget):
         horizon_cell = min(cells - 1, int(trace.horizon / scale))
         bar = ["·"] * cells
         styles = ["dim"] * cells
-        start = 0
+        start = round(max(0, points[0].total - points[0].written) / scale) if points else 0
+        for cell in range(min(start, cells)):   # written before the first turn shown (a reopened session)
+            bar[cell], styles[cell] = "▒", "#4ea8de"
         for index, point in enumerate(points):
             end = min(cells, round(max(point.total, 0) / scale))
             for cell in range(start, end):
@@ -116,13 +118,14 @@ class SparkRow(Horizontal):
     DEFAULT_CSS = """
     SparkRow { height: 1; }
     SparkRow > Label { width: 10; }
-    SparkRow > Sparkline { width: 1fr; }
-    SparkRow > .value { width: 9; text-align: right; }
+    SparkRow > Sparkline { width: auto; }
+    SparkRow > .value { width: 8; }
     """
 
     def __init__(self, label: str, *, id: str) -> None:
         super().__init__(id=id)
         self.label = label
+        self.values: list[float] = []
 
     def compose(self) -> ComposeResult:
         yield Label(self.label)
@@ -130,8 +133,21 @@ class SparkRow(Horizontal):
         yield Label("", classes="value")
 
     def show(self, values: list[float]) -> None:
-        self.query_one(Sparkline).data = values
-        self.query_one(".value", Label).update(f"{values[-1]:.3g}" if values else "")
+        self.values = values
+        self._fit()
+
+    def on_resize(self) -> None:
+        self._fit()
+
+    def _fit(self) -> None:
+        """A cell per turn, as the heat strip above has, so the columns line up (the newest turns that fit; all of
+        them until the row has a width)."""
+        room = self.size.width - LABEL_WIDTH - 9
+        shown = self.values[-room:] if room > 0 else self.values
+        sparkline = self.query_one(Sparkline)
+        sparkline.styles.width = max(1, len(shown))
+        sparkline.data = shown
+        self.query_one(".value", Label).update(f" {self.values[-1]:.3g}" if self.values else "")
 
 
 class MemoryPanel(Vertical):
@@ -181,7 +197,8 @@ class MemoryPanel(Vertical):
     def _redraw(self) -> None:
         if not self.shown or not self.is_mounted:
             return
-        self.border_subtitle = f"{len(self.trace.points)} turns"
+        turns = len(self.trace.points)
+        self.border_subtitle = f"{turns} turn{'s' if turns != 1 else ''}"
         self.query_one("#beta", SparkRow).show(self.trace.series("beta_mean"))
         self.query_one("#delta-o", SparkRow).show(self.trace.series("delta_o_ratio"))
         for widget in (self.query_one(HeatStrip), self.query_one(WriteTimeline)):
