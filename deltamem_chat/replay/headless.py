@@ -13,7 +13,9 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from deltamem.files import SaveError
 from deltamem_chat.outputs import is_stdout, write_output
+from deltamem_chat.replay.memory_svg import has_picture, picture_name, write_memory_svg
 from deltamem_chat.replay.report import build_report, summary_table, to_markdown
 from deltamem_chat.replay.runner import ReplayRunner, StepStarted
 from deltamem_chat.text import one_line
@@ -22,7 +24,8 @@ from deltamem_chat.text import one_line
 def run_headless(runner: ReplayRunner, config: dict[str, Any], *, report_path: Path | None,
                  markdown_path: Path | None, console: Console) -> tuple[dict[str, Any], bool, list[str]]:
     """Replay every item; returns the report, whether it completed (False after Ctrl-C) and one sentence per report
-    that could not be written where asked (`-` writes a report on standard output)."""
+    that could not be written where asked (`-` writes a report on standard output). A Markdown report in a file gets
+    the memory's picture beside it (`memory_svg`)."""
     completed = False
     try:
         with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
@@ -41,9 +44,11 @@ def run_headless(runner: ReplayRunner, config: dict[str, Any], *, report_path: P
     report = build_report(runner, config, partial=not completed)
     console.print(summary_table(report))
     problems = []
+    picture = picture_name(markdown_path) if markdown_path and not is_stdout(markdown_path) and has_picture(report) \
+        else None
     outputs = [("report", report_path, "--report", "JSON report",
                 lambda: json.dumps(report, indent=1, ensure_ascii=False) + "\n"),
-               ("markdown", markdown_path, "--markdown", "Markdown report", lambda: to_markdown(report))]
+               ("markdown", markdown_path, "--markdown", "Markdown report", lambda: to_markdown(report, picture))]
     for label, path, option, what, text in outputs:
         if path is None:
             continue
@@ -52,5 +57,10 @@ def run_headless(runner: ReplayRunner, config: dict[str, Any], *, report_path: P
             problems.append(problem)
         elif not is_stdout(where):
             console.print(f"{label}: {where}", highlight=False)
+        if label == "markdown" and picture and where and not is_stdout(where):
+            try:
+                console.print(f"picture: {write_memory_svg(report, Path(where))}", highlight=False)
+            except SaveError as exc:
+                problems.append(f"the memory's picture was not written: {exc}")
     return report, completed, problems
 

@@ -22,6 +22,7 @@ from textual.widgets import Static
 from deltamem.files import atomic_write_text
 from deltamem.runtime.contract import LaneDone, SessionIdentity, TurnStats
 from deltamem_chat.replay import ReplayRunner, StepFinished, StepRecord, StepStarted, build_report, to_markdown
+from deltamem_chat.replay.memory_svg import write_memory_svg
 from deltamem_chat.replay.report import write_json
 from deltamem_chat.scoring import ProbeScore, summarise
 from deltamem_chat.text import stamp
@@ -350,7 +351,8 @@ class ReplayScreen(LanesScreen[Command]):
             if report is not None:
                 write_json(built, report)
             if markdown is not None:
-                atomic_write_text(markdown, to_markdown(built))
+                picture = write_memory_svg(built, markdown)   # first: the report's link never points at nothing
+                atomic_write_text(markdown, to_markdown(built, picture.name if picture else None))
         except Exception as exc:  # disk full, permissions, a folder where the file should be: the user's to fix
             self.report_error(failure, exc)
             return False
