@@ -595,19 +595,23 @@ class DeltaMemModel(nn.Module):
         self._written = torch.tensor(list(counts), dtype=torch.long, device=self.device)
 
     def diagnostics(self) -> dict[str, list[float]]:
-        """Per row, averaged over layers: mean β of the last forward, ‖Δo‖/‖o‖ of the last forward, ‖S‖.
+        """Per row, averaged over layers: mean β of the last forward, ‖Δo‖/‖o‖ of the last forward, ‖S‖; and per
+        layer `state_norm.<i>` (the i-th wrapped layer's ‖S‖), so a view can show where in depth the memory grows.
 
         Kept as device tensors during the forward; this reads them with one host sync, so call it once per turn.
         """
+        norms = {f"state_norm.{index}": torch.linalg.vector_norm(state, dim=(-3, -2, -1)).float()
+                 for index, state in enumerate(self._states) if state is not None}
         parts = {}
         for key, values in (("beta_mean", self._beta_mean), ("delta_o_ratio", self._delta_o_ratio),
-                            ("state_norm", [None if s is None else torch.linalg.vector_norm(s, dim=(-3, -2, -1))
-                                            for s in self._states])):
+                            ("state_norm", list(norms.values()))):
             present = [(v() if callable(v) else v).float() for v in values if v is not None]
             if present and all(p.shape == present[0].shape for p in present):
                 parts[key] = torch.stack(present).mean(0)
         if not parts:
             return {}
+        if "state_norm" in parts:
+            parts.update(norms)
         values = torch.stack([v.to(self.device) for v in parts.values()]).tolist()   # the one host sync
         return dict(zip(parts, values))
 

@@ -64,14 +64,16 @@ class ScriptedEngine:
     without, one per character of the message answered and of the answer (and `ingest` one per character read).
     `written` is where the memory lanes' totals start. With `hold`, a turn waits after streaming until `release` (or
     its cancel) is set, so a test sees a fixed mid-stream state; `delay` slows each piece; `fail` is raised once the
-    pieces are out (after the hold). `lanes` names the lanes, every one but `frozen` with memory.
+    pieces are out (after the hold). `lanes` names the lanes, every one but `frozen` with memory. `diagnostics` are
+    what the memory lanes report, one per turn in turn (default: `DIAGNOSTICS` every turn).
     """
 
     batched = True
 
     def __init__(self, answers: Mapping[str, Mapping[str, str]] | None = None, *, pieces: Sequence[str] | None = None,
                  lanes: Sequence[str] = LANE_NAMES, prompt_written: int | None = None, written: int = 0,
-                 hold: bool = False, delay: float = 0.0, fail: Exception | None = None) -> None:
+                 hold: bool = False, delay: float = 0.0, fail: Exception | None = None,
+                 diagnostics: Sequence[Mapping[str, float]] = (DIAGNOSTICS,)) -> None:
         self.lanes = {name: ScriptedLane(name, memory=name != FROZEN) for name in lanes}
         for lane in self.lanes.values():
             lane.written_total = written if lane.memory else 0
@@ -83,6 +85,8 @@ class ScriptedEngine:
         self.hold = hold
         self.delay = delay
         self.fail = fail
+        self.diagnostics = list(diagnostics)
+        self.turns_done = 0
         self.holding = threading.Event()
         self.release = threading.Event()
         self.cancels: list[threading.Event | None] = []  # each turn's cancel, in order
@@ -141,6 +145,7 @@ class ScriptedEngine:
         if self.fail is not None:
             raise self.fail
         done = TurnDone()
+        reported = self._next_diagnostics()
         for name in names:
             lane, text = self.lanes[name], "".join(said[name])
             stats = TurnStats(tokens=len(said[name]), ttft_s=0.05, tokens_per_s=25.0, seconds=0.2,
@@ -149,7 +154,7 @@ class ScriptedEngine:
                 stats.written = (len(asked) + len(text) if self.prompt_written is None
                                  else self.prompt_written + len(said[name]))
                 lane.written_total += stats.written
-                done.diagnostics[name] = dict(DIAGNOSTICS)
+                done.diagnostics[name] = reported
             lane.messages.append({"role": "assistant", "content": text})
             lane.read_upto = len(lane.messages)
             lane.turns.append(stats)
@@ -169,6 +174,7 @@ class ScriptedEngine:
 
     def ingest(self, lanes: Sequence[str] | None = None) -> TurnDone:
         done = TurnDone()
+        reported = self._next_diagnostics()
         for name in lanes or self.lanes:
             lane = self.lanes[name]
             unread = lane.messages[lane.read_upto:]
@@ -177,8 +183,12 @@ class ScriptedEngine:
             done.stats[name] = TurnStats(written=written)
             done.written_total[name] = lane.written_total
             if lane.memory:
-                done.diagnostics[name] = dict(DIAGNOSTICS)
+                done.diagnostics[name] = reported
         return done
+
+    def _next_diagnostics(self) -> dict[str, float]:
+        self.turns_done += 1
+        return dict(self.diagnostics[(self.turns_done - 1) % len(self.diagnostics)])
 
     # ------------------------------------------------------------------------------------------ state
     def checkpoint(self) -> dict[str, tuple[list[dict[str, str]], int, int]]:

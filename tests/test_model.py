@@ -207,8 +207,11 @@ def test_diagnostics_are_per_row_and_plausible(delta_model) -> None:
     with torch.no_grad():
         model(input_ids=_ids(8, batch=2))
     diag = model.diagnostics()
-    assert set(diag) == {"beta_mean", "delta_o_ratio", "state_norm"}
+    layers = [f"state_norm.{index}" for index in range(len(model.layer_names))]
+    assert set(diag) == {"beta_mean", "delta_o_ratio", "state_norm", *layers}
     assert all(len(v) == 2 for v in diag.values())
+    for row in range(2):  # the overall norm is the layers' mean
+        assert diag["state_norm"][row] == pytest.approx(sum(diag[key][row] for key in layers) / len(layers))
     assert all(0 < b < 1 for b in diag["beta_mean"])
     assert all(r > 0 for r in diag["delta_o_ratio"]) and all(n > 0 for n in diag["state_norm"])
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import xml.etree.ElementTree as ET
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -201,6 +202,8 @@ def test_export_writes_json_and_markdown(tmp_path: Path, monkeypatch: pytest.Mon
     assert len(data["turns"]) == ITEMS and len(data["probes"]) == 2
     assert data["summary"]["lanes"]["delta"]["recall"] == 1.0 and data["summary"]["disagreements"] == [0]
     assert "⚑ lanes differ" in markdown.read_text(encoding="utf-8")
+    assert "(replay.memory.svg)" in markdown.read_text(encoding="utf-8")   # the picture beside it, well-formed
+    assert ET.parse(markdown.with_name("replay.memory.svg")).getroot().tag == "{http://www.w3.org/2000/svg}svg"
 
 
 def test_quitting_mid_replay_writes_a_partial_report(tmp_path: Path) -> None:

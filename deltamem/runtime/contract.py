@@ -86,7 +86,7 @@ class LaneDone:
 @dataclass
 class TurnDone:
     """Every lane of the turn finished: their stats, memory written since the last reset, and the memory lanes'
-    diagnostics (mean β, ‖Δo‖/‖o‖ of the turn's last forward, ‖S‖)."""
+    diagnostics (mean β, ‖Δo‖/‖o‖ of the turn's last forward, ‖S‖, and each layer's ‖S‖ as `state_norm.<i>`)."""
 
     stats: dict[str, TurnStats] = field(default_factory=dict)
     written_total: dict[str, int] = field(default_factory=dict)

@@ -30,8 +30,10 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
+from deltamem.files import SaveError
 from deltamem.runtime.contract import ReadProgress
 from deltamem_chat.outputs import is_stdout, write_output
+from deltamem_chat.replay.memory_svg import has_picture, picture_name, write_memory_svg
 from deltamem_chat.replay.report import build_report, summary_table, to_markdown
 from deltamem_chat.replay.runner import ReplayRunner, StepStarted
 from deltamem_chat.text import one_line
@@ -40,7 +42,8 @@ from deltamem_chat.text import one_line
 def run_headless(runner: ReplayRunner, config: dict[str, Any], *, report_path: Path | None,
                  markdown_path: Path | None, console: Console) -> tuple[dict[str, Any], bool, list[str]]:
     """Replay every item; returns the report, whether it completed (False after Ctrl-C) and one sentence per report
-    that could not be written where asked (`-` writes a report on standard output)."""
+    that could not be written where asked (`-` writes a report on standard output). A Markdown report in a file gets
+    the memory's picture beside it (`memory_svg`)."""
     cancel = threading.Event()
     reading: dict[str, tuple[TaskID, float]] = {}  # a lane's bar for the long message it reads, and its start
     try:
@@ -76,9 +79,11 @@ def run_headless(runner: ReplayRunner, config: dict[str, Any], *, report_path: P
     report = build_report(runner, config, partial=not completed)
     console.print(summary_table(report))
     problems = []
+    picture = picture_name(markdown_path) if markdown_path and not is_stdout(markdown_path) and has_picture(report) \
+        else None
     outputs = [("report", report_path, "--report", "JSON report",
                 lambda: json.dumps(report, indent=1, ensure_ascii=False) + "\n"),
-               ("markdown", markdown_path, "--markdown", "Markdown report", lambda: to_markdown(report))]
+               ("markdown", markdown_path, "--markdown", "Markdown report", lambda: to_markdown(report, picture))]
     for label, path, option, what, text in outputs:
         if path is None:
             continue
@@ -87,8 +92,12 @@ def run_headless(runner: ReplayRunner, config: dict[str, Any], *, report_path: P
             problems.append(problem)
         elif not is_stdout(where):
             console.print(f"{label}: {where}", highlight=False)
+        if label == "markdown" and picture and where and not is_stdout(where):
+            try:
+                console.print(f"picture: {write_memory_svg(report, Path(where))}", highlight=False)
+            except SaveError as exc:
+                problems.append(f"the memory's picture was not written: {exc}")
     return report, completed, problems
-
 
 
 @contextmanager

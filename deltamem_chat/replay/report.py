@@ -16,6 +16,8 @@ from deltamem_chat.replay.runner import ReplayRunner
 from deltamem_chat.text import one_line
 
 TIMING_FIELDS = ("ttft_s", "tokens_per_s")
+#: Per turn, what the memory lanes reported; their last digits depend on how the lanes were batched.
+MEMORY_FIELD = "memory"
 
 
 def versions() -> dict[str, str]:
@@ -33,6 +35,7 @@ def build_report(runner: ReplayRunner, config: dict[str, Any], *, partial: bool)
     turns = [{
         "index": r.index, "kind": r.kind, "role": r.role, "text": r.text, "differs": r.differs,
         "lanes": {name: asdict(step) for name, step in r.lanes.items()},
+        MEMORY_FIELD: {"written_total": r.written_total, "diagnostics": r.diagnostics},
     } for r in runner.records]
     probes = []
     for record in runner.records:
@@ -70,9 +73,10 @@ def build_report(runner: ReplayRunner, config: dict[str, Any], *, partial: bool)
 
 
 def without_timings(report: dict[str, Any]) -> dict[str, Any]:
-    """The report with wall-clock fields removed, for comparing runs."""
+    """The report with wall-clock fields (and the memory diagnostics' float noise) removed, for comparing runs."""
     copy = json.loads(json.dumps(report))
     for turn in copy["turns"]:
+        turn.pop(MEMORY_FIELD, None)
         for lane in turn["lanes"].values():
             for key in TIMING_FIELDS:
                 lane.pop(key, None)
@@ -84,8 +88,9 @@ def write_json(report: dict[str, Any], path: Path) -> Path:
     return atomic_write_text(path, json.dumps(report, indent=1, ensure_ascii=False) + "\n")
 
 
-def to_markdown(report: dict[str, Any]) -> str:
-    """A short human report: summary per lane, then the probes with the disagreements first."""
+def to_markdown(report: dict[str, Any], picture: str | None = None) -> str:
+    """A short human report: summary per lane, the memory's picture (`picture`, an SVG file beside the report),
+    then the probes with the disagreements first."""
     config, summary = report["config"], report["summary"]
     lines = [f"# Replay: {config.get('title') or config.get('transcript')}", ""]
     if report["partial"]:
@@ -102,6 +107,9 @@ def to_markdown(report: dict[str, Any]) -> str:
     for name, lane in summary["lanes"].items():
         lines.append(f"| {name} | {lane['recall']:.3f} | {lane['mean_f1']:.3f} | {lane['probes']} | "
                      f"{lane['written_tokens']:,} |")
+    if picture:
+        lines += ["", "## Memory", "", f"![The memory over the replay: per-layer state norms, mean β, ‖Δo‖/‖o‖ and "
+                                       f"the writes against the horizon]({picture})"]
     lines += ["", "## Probes (lanes that disagree first)", ""]
     ordered = sorted(report["probes"], key=lambda p: (not p["differs"], p["index"]))
     for probe in ordered:

@@ -44,6 +44,8 @@ class StepRecord:
     text: str                          # the message content, or the probe question
     lanes: dict[str, LaneStep] = field(default_factory=dict)
     outcome: ProbeOutcome | None = None
+    written_total: dict[str, int] = field(default_factory=dict)                  # each lane's, after the item
+    diagnostics: dict[str, dict[str, float]] = field(default_factory=dict)      # the memory lanes', after the item
 
     @property
     def differs(self) -> bool:
@@ -122,6 +124,7 @@ class ReplayRunner:
                                               record)
         else:
             memory = yield from self._feed(item.role, text, record, cancel)
+        record.written_total, record.diagnostics = dict(memory.written_total), dict(memory.diagnostics)
         self.records.append(record)
         yield StepFinished(record, memory)
 

@@ -9,6 +9,7 @@ from deltamem.context import ContextPolicy
 from deltamem.runtime.contract import GenerationSettings, SessionIdentity
 from deltamem.runtime.engine import ABEngine
 from deltamem.runtime.loading import LoadedModel
+from deltamem_chat.library import SessionLibrary
 from deltamem_chat.tui.app import DeltaMemApp
 from deltamem_chat.tui.chat import ChatScreen
 from deltamem_chat.tui.frame import Job, LanesScreen
@@ -22,10 +23,11 @@ __all__ = ["BudgetMeter", "ChatScreen", "DeltaMemApp", "Job", "LanePane", "Lanes
 def run_chat(loaded: LoadedModel, policy: ContextPolicy, settings: GenerationSettings, batched: bool = True,
              intro: str | None = None, read: Path | None = None) -> int:
     """Open the side-by-side chat on a loaded model (`intro` shown whenever a conversation starts empty, `read` a
-    document read into memory at once); returns the process exit code."""
+    document read into memory at once); the conversation is autosaved into the session library after every turn;
+    returns the process exit code."""
     engine = ABEngine(loaded.model, loaded.tokenizer, policy=policy, batched=batched)
     info = {"models": f"{loaded.base} + {loaded.adapter}", "device": loaded.choice.describe(), "policy": str(policy)}
     app = DeltaMemApp(ChatScreen(engine, title_info=info, identity=SessionIdentity(loaded.base, loaded.adapter),
-                                 settings=settings, intro=intro, read=read))
+                                 settings=settings, intro=intro, read=read, library=SessionLibrary()))
     app.run()
     return app.return_code or 0

@@ -19,18 +19,19 @@ from deltamem.context import ContextPolicy, PolicyError
 from deltamem.files import atomic_write_text
 from deltamem.runtime.contract import FROZEN, Engine, GenerationSettings, LaneDone, SessionIdentity, TurnDone
 from deltamem_chat.documents import DocumentError, read_document
+from deltamem_chat.library import SessionLibrary
 from deltamem_chat.text import stamp
 from deltamem_chat.transcripts.reading import document_text
 from deltamem_chat.tui.commands import CHAT_COMMANDS
 from deltamem_chat.tui.export import conversation_markdown
 from deltamem_chat.tui.frame import Job, LanesScreen
 from deltamem_chat.tui.messages import FeedItem
-from deltamem_chat.tui.screens import PromptDialog
+from deltamem_chat.tui.screens import PromptDialog, SessionsScreen
 from deltamem_chat.tui.widgets import ChatInput
 
 #: Actions that read or change the engine: unavailable while a turn runs.
 ENGINE_ACTIONS = frozenset({"reset_memory", "new_conversation", "save_session", "load_session", "export",
-                            "switch_policy", "toggle_frozen", "read_document"})
+                            "switch_policy", "toggle_frozen", "read_document", "sessions"})
 
 
 @dataclass
@@ -62,15 +63,18 @@ class ChatScreen(LanesScreen[Job]):
         Binding("ctrl+w", "switch_policy", "policy", priority=True),
         Binding("ctrl+f", "toggle_frozen", "frozen on/off", priority=True),
         Binding("ctrl+d", "read_document", "read a document", show=False, priority=True),
+        Binding("ctrl+l", "sessions", "sessions", show=False, priority=True),
     ]
 
     def __init__(self, engine: Engine, *, title_info: Mapping[str, str], identity: SessionIdentity | None,
-                 settings: GenerationSettings, intro: str | None = None, read: Path | None = None) -> None:
+                 settings: GenerationSettings, intro: str | None = None, read: Path | None = None,
+                 library: SessionLibrary | None = None) -> None:
         """`title_info` is shown in order in the status bar (models, device); its `policy` follows the engine's.
 
         Without an `identity`, saving and loading sessions are refused: nothing could check a session's model.
         `intro` is shown in every pane whenever a conversation starts empty (what the model is, what to try); `read`
-        is a document read into memory as soon as the chat opens.
+        is a document read into memory as soon as the chat opens. With a `library`, the conversation is saved there
+        after every turn (`autosave`) and the sessions screen (ctrl+l) lists and reopens what it holds.
         """
         super().__init__(engine, dict(title_info) | {"policy": str(engine.policy)})
         self.identity = identity
@@ -79,6 +83,8 @@ class ChatScreen(LanesScreen[Job]):
         self.frozen_on = True
         self._last_session: Path | None = None
         self._read_on_start = read
+        self.library = library
+        self.session_id: str | None = None   # the library session this conversation is autosaved as
 
     def compose_controls(self) -> Iterator[Widget]:
         yield ChatInput(id="message")
@@ -113,7 +119,7 @@ class ChatScreen(LanesScreen[Job]):
         if self.METER_LANE in lanes:
             # Every generated token will be written; the prompt's writes are counted when the turn ends.
             self.show_budget(self.written, 0, estimated=True)
-        self.start(Job(self.written), partial(self._turn, text, lanes))
+        self.start(Job(self.written, label=text), partial(self._turn, text, lanes))
 
     def _turn(self, text: str, lanes: list[str], job: Job) -> None:
         """On the worker thread: the engine's events, as they come."""
@@ -146,7 +152,8 @@ class ChatScreen(LanesScreen[Job]):
         lanes = [name for name in self.lane_names if name != FROZEN or self.frozen_on]
         for name in lanes:
             self.panes[name].add_user(document_text(document.title, document.text))
-        self.start(DocumentJob(self.written, title=document.title, size=document.size),
+        self.start(DocumentJob(self.written, label=f"document {document.title}", title=document.title,
+                               size=document.size),
                    partial(self._read_into_memory, document_text(document.title, document.text), lanes))
 
     def _read_into_memory(self, text: str, lanes: list[str], job: Job) -> None:
@@ -154,6 +161,9 @@ class ChatScreen(LanesScreen[Job]):
         self.engine.add_message("user", text, lanes)
         for event in self.engine.read(lanes, job.cancel):
             self.feed.put(event)
+
+    def job_ended(self, job: Job) -> None:
+        self.autosave()
 
     def job_failed(self, job: Job) -> None:
         """The meter as the engine's cleanup left it."""
@@ -178,6 +188,7 @@ class ChatScreen(LanesScreen[Job]):
             status.set_lane(name, None)
         status.set_info("policy", str(self.engine.policy))
         self.show_budget(self.engine_written(), 0, {})
+        self.memory_panel.clear()
 
     def action_reset_memory(self) -> None:
         self.engine.reset_memory()
@@ -190,6 +201,7 @@ class ChatScreen(LanesScreen[Job]):
 
     def action_new_conversation(self) -> None:
         self.engine.reset()
+        self.session_id = None
         self._show_conversation()
         self.notify("New conversation.")
 
@@ -230,8 +242,39 @@ class ChatScreen(LanesScreen[Job]):
             self.report_error("Could not load the session", exc)
             return
         self._last_session = Path(folder)
+        self.session_id = None
         self._show_conversation()
         self.notify(f"Loaded {folder}", markup=False)
+
+    # ------------------------------------------------------------------------------------------ library
+    def autosave(self) -> None:
+        """Save the conversation into the library after a turn (atomic: a crash loses at most the next turn)."""
+        if self.library is None or self.identity is None:
+            return
+        if not any(self.engine.lane(name).messages for name in self.lane_names):
+            return
+        try:
+            self.session_id = self.library.save(self.engine, self.identity, self.session_id).session_id
+        except Exception as exc:  # a full disk, a folder that cannot be written: the chat goes on unsaved
+            self.report_error("Could not autosave the conversation", exc)
+
+    def action_sessions(self) -> None:
+        if self.library is None:
+            self.notify("The session library is off in this chat.", severity="warning")
+        elif not self._needs_identity():
+            self.app.push_screen(SessionsScreen(self.library, self.session_id), self._reopen)
+
+    def _reopen(self, session_id: str | None) -> None:
+        if session_id is None or self.library is None or self.identity is None or session_id == self.session_id:
+            return
+        try:
+            self.library.open(session_id, self.engine, self.identity)
+        except Exception as exc:  # SessionError or LibraryError say which file and why
+            self.report_error("Could not reopen the session", exc)
+            return
+        self.session_id = session_id
+        self._show_conversation()
+        self.notify("Reopened the session: its conversation and memory are back.")
 
     def action_export(self) -> None:
         self.app.push_screen(PromptDialog("Export conversation", "Markdown file for both lanes' messages:",

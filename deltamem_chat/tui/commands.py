@@ -13,6 +13,10 @@ from textual.command import DiscoveryHit, Hit, Hits, Provider
 #: A palette entry: (palette name, the screen's action, help).
 PaletteEntry = tuple[str, str, str]
 
+#: Every view's: the memory panel (the frame's).
+MEMORY_PANEL: PaletteEntry = ("Memory panel", "toggle_memory",
+                              "Show or hide the memory over the turns: norms per layer, β, ‖Δo‖/‖o‖, writes (ctrl+g)")
+
 #: The chat's entries, in the order they are listed.
 CHAT_COMMANDS: tuple[PaletteEntry, ...] = (
     ("Stop generating", "cancel", "Cancel the reply being generated; its text so far stays, marked cancelled"),
@@ -20,10 +24,12 @@ CHAT_COMMANDS: tuple[PaletteEntry, ...] = (
     ("New conversation", "new_conversation", "Forget both lanes' conversations and the memory"),
     ("Save session", "save_session", "Write the conversation and the memory to a folder"),
     ("Load session", "load_session", "Replace the conversation and the memory with a saved session"),
+    ("Sessions", "sessions", "The session library: every chat saved after each turn, searched, reopened (ctrl+l)"),
     ("Export conversation", "export", "Write both lanes' messages to a Markdown file"),
     ("Read a document", "read_document", "Write a text or Markdown file into the memory without a reply (ctrl+d)"),
     ("Switch context policy", "switch_policy", "full history in the prompt, or a window of recent tokens"),
     ("Toggle frozen lane", "toggle_frozen", "Pause or resume the frozen lane (δ-mem alone is faster)"),
+    MEMORY_PANEL,
 )
 
 

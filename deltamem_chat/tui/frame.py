@@ -20,6 +20,7 @@ from typing import ClassVar, Generic, TypeVar
 
 from textual import work
 from textual.app import ComposeResult
+from textual.binding import Binding
 from textual.containers import Horizontal
 from textual.screen import Screen
 from textual.widget import Widget
@@ -29,7 +30,7 @@ from deltamem.runtime.contract import DELTA, LANE_TITLES, Engine, LaneDone, Read
 from deltamem_chat.tui.commands import PaletteCommands, PaletteEntry
 from deltamem_chat.tui.feed import Feed
 from deltamem_chat.tui.messages import FeedItem, JobEnded, JobFailed, TextDelta
-from deltamem_chat.tui.widgets import BudgetMeter, LanePane, StatusBar
+from deltamem_chat.tui.widgets import BudgetMeter, LanePane, MemoryPanel, StatusBar
 
 #: How often streamed text reaches the screen (seconds): fast enough to look live, slow enough to keep typing smooth.
 FRAME_S = 0.05
@@ -42,6 +43,7 @@ class Job:
     written_before: int            # the meter lane's exact total when the job (or its current item) began
     cancel: threading.Event = field(default_factory=threading.Event)
     streamed: int = 0              # tokens the meter lane generated since: each one is written
+    label: str = ""                # the message that writes, as the memory panel names it
     read_from: tuple[float, int] | None = None  # when a long read's first progress came, and how far it was then
 
     def read_left(self, progress: ReadProgress) -> str:
@@ -66,6 +68,7 @@ class LanesScreen(Screen[None], Generic[JobT]):
     """Status bar, a pane per lane of the engine, the write meter, and one job at a time on a worker thread."""
 
     COMMANDS = {PaletteCommands}
+    BINDINGS = [Binding("ctrl+g", "toggle_memory", "memory", show=False, priority=True)]
     #: The view's command palette entries.
     PALETTE: ClassVar[tuple[PaletteEntry, ...]] = ()
     #: Actions that read or change the engine: unavailable while a job runs.
@@ -96,6 +99,8 @@ class LanesScreen(Screen[None], Generic[JobT]):
         with Horizontal(id="lanes"):
             for name, title in self.titles.items():
                 yield LanePane(name, title, memory=self.engine.lane(name).memory, id=f"lane-{name}")
+        yield MemoryPanel(self.budget.horizon, f"memory · {self.titles.get(self.METER_LANE, self.METER_LANE)}",
+                          id="memory")
         yield BudgetMeter(id="meter")
         yield from self.compose_controls()
         yield Footer()
@@ -115,6 +120,14 @@ class LanesScreen(Screen[None], Generic[JobT]):
     @property
     def meter(self) -> BudgetMeter:
         return self.query_one(BudgetMeter)
+
+    @property
+    def memory_panel(self) -> MemoryPanel:
+        return self.query_one(MemoryPanel)
+
+    def action_toggle_memory(self) -> None:
+        """Show or hide the memory panel (its numbers are kept either way)."""
+        self.memory_panel.toggle()
 
     @property
     def panes(self) -> dict[str, LanePane]:
@@ -239,9 +252,12 @@ class LanesScreen(Screen[None], Generic[JobT]):
 
     def show_reported(self, job: JobT, written_total: Mapping[str, int],
                       diagnostics: Mapping[str, Mapping[str, float]]) -> None:
-        """The exact meter from what the engine reported (a `TurnDone`); the job's next estimate starts from it."""
+        """The exact meter and the memory panel's next turn from what the engine reported (a `TurnDone`); the job's
+        next estimate starts from it."""
         written = written_total.get(self.METER_LANE, job.written_before)
         self.show_budget(written, written - job.written_before, diagnostics.get(self.METER_LANE, {}))
+        if self.METER_LANE in diagnostics:
+            self.memory_panel.record(job.label, written - job.written_before, written, diagnostics[self.METER_LANE])
         job.written_before, job.streamed = written, 0
 
     def report_error(self, title: str, error: BaseException) -> None:

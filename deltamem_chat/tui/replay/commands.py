@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from deltamem_chat.tui.commands import PaletteEntry
+from deltamem_chat.tui.commands import MEMORY_PANEL, PaletteEntry
 
 #: The replay screen's entries, in the order they are listed.
 REPLAY_COMMANDS: tuple[PaletteEntry, ...] = (
@@ -13,6 +13,7 @@ REPLAY_COMMANDS: tuple[PaletteEntry, ...] = (
     ("Stop generating", "cancel", "Cancel the answer being generated and stop playing (Escape)"),
     ("Summary", "summary", "Recall and F1 per lane, the memory written, the probes that differ first (s)"),
     ("Export report", "export", "Write the JSON and Markdown replay reports (e)"),
+    MEMORY_PANEL,
 )
 
 #: The summary screen's: what it passes to the replay under it.

@@ -22,6 +22,7 @@ from textual.widgets import Static
 from deltamem.files import atomic_write_text
 from deltamem.runtime.contract import LaneDone, SessionIdentity, TurnStats
 from deltamem_chat.replay import ReplayRunner, StepFinished, StepRecord, StepStarted, build_report, to_markdown
+from deltamem_chat.replay.memory_svg import write_memory_svg
 from deltamem_chat.replay.report import write_json
 from deltamem_chat.scoring import ProbeScore, summarise
 from deltamem_chat.text import stamp
@@ -282,6 +283,7 @@ class ReplayScreen(LanesScreen[Command]):
                 pane.mount(Static(Content("⚑ lanes differ"), classes="note flag"))
         if outcome is not None:
             self._show_scores()
+        command.label = f"probe: {record.text}" if record.kind == "probe" else record.text
         self.show_reported(command, item.written_total, item.diagnostics)
         if command.kind == "jump":
             self._set_state(f"jumping to {command.target} · {self.position}/{command.target}")
@@ -298,6 +300,7 @@ class ReplayScreen(LanesScreen[Command]):
             status.set_lane(name, None)
         status.set_info("item", f"0/{self.total}")
         self.show_budget(0, 0, {})
+        self.memory_panel.clear()
 
     def job_failed(self, job: Command) -> None:
         self.failed = True
@@ -348,7 +351,8 @@ class ReplayScreen(LanesScreen[Command]):
             if report is not None:
                 write_json(built, report)
             if markdown is not None:
-                atomic_write_text(markdown, to_markdown(built))
+                picture = write_memory_svg(built, markdown)   # first: the report's link never points at nothing
+                atomic_write_text(markdown, to_markdown(built, picture.name if picture else None))
         except Exception as exc:  # disk full, permissions, a folder where the file should be: the user's to fix
             self.report_error(failure, exc)
             return False

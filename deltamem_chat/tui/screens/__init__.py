@@ -1,5 +1,7 @@
-"""Dialogs over the views."""
+"""Dialogs and screens over the views."""
 
+from deltamem_chat.tui.screens.confirm import ConfirmDialog
 from deltamem_chat.tui.screens.prompt import PromptDialog
+from deltamem_chat.tui.screens.sessions import SessionsScreen
 
-__all__ = ["PromptDialog"]
+__all__ = ["ConfirmDialog", "PromptDialog", "SessionsScreen"]

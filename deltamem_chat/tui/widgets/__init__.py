@@ -1,9 +1,10 @@
-"""The views' widgets: the frame's (`StatusBar`, `LanePane`, `BudgetMeter`) and the chat's message line; each
-styles itself (`DEFAULT_CSS`)."""
+"""The views' widgets: the frame's (`StatusBar`, `LanePane`, `BudgetMeter`, `MemoryPanel`) and the chat's message
+line; each styles itself (`DEFAULT_CSS`)."""
 
 from deltamem_chat.tui.widgets.budget_meter import BudgetMeter
 from deltamem_chat.tui.widgets.chat_input import ChatInput
 from deltamem_chat.tui.widgets.lane_pane import LanePane, Reply
+from deltamem_chat.tui.widgets.memory_panel import MemoryPanel
 from deltamem_chat.tui.widgets.status_bar import StatusBar
 
-__all__ = ["BudgetMeter", "ChatInput", "LanePane", "Reply", "StatusBar"]
+__all__ = ["BudgetMeter", "ChatInput", "LanePane", "MemoryPanel", "Reply", "StatusBar"]
