@@ -12,7 +12,7 @@ from typing import Annotated
 import typer
 
 from deltamem_chat import __version__
-from deltamem_chat.commands import demo, evaluate, importing, models, replay, score, train
+from deltamem_chat.commands import demo, evaluate, importing, models, replay, score, serve, train
 from deltamem_chat.commands.options import (
     AdapterOpt,
     AttnOpt,
@@ -106,6 +106,7 @@ evaluate.register(app)
 demo.register(app)
 train.register(app)
 score.register(app)
+serve.register(app)
 
 
 def main() -> None:
