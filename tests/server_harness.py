@@ -23,6 +23,7 @@ from deltamem_chat.server.app import create_app
 from deltamem_chat.server.limits import ServerLimits
 from deltamem_chat.server.sessions import SessionStore
 
+ROOT = Path(__file__).resolve().parent.parent
 POLICY = ContextPolicy.parse("window:1024")
 SETTINGS = GenerationSettings(max_new_tokens=6)
 
@@ -51,11 +52,11 @@ def free_port() -> int:
 
 
 @contextmanager
-def live_server(loaded: LoadedModel, folder: Path, **limits: Any) -> Iterator[str]:
-    """A uvicorn server on a free loopback port, in a thread; yields its base URL."""
+def live_server(sessions: SessionStore) -> Iterator[str]:
+    """A uvicorn server on a free loopback port, in a thread; yields its base URL. Leaving it stops it the way
+    SIGTERM and Ctrl-C do (uvicorn's exit flag, then the lifespan's shutdown)."""
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(store(loaded, folder, **limits)), host="127.0.0.1",
-                                           port=port, log_level="warning"))
+    server = uvicorn.Server(uvicorn.Config(create_app(sessions), host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 10

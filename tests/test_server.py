@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
 import threading
+import time
 from pathlib import Path
 
 import httpx
@@ -13,7 +18,17 @@ from deltamem.runtime.loading import LoadedModel
 from deltamem_chat.server.completions import new_messages
 from deltamem_chat.server.fair_lock import FairLock
 from deltamem_chat.server.security import is_loopback
-from tests.server_harness import chat_body, client, live_server, local_replies, sse_events, tiny_loaded
+from tests.server_harness import (
+    ROOT,
+    chat_body,
+    client,
+    free_port,
+    live_server,
+    local_replies,
+    sse_events,
+    store,
+    tiny_loaded,
+)
 
 
 @pytest.fixture(scope="module")
@@ -194,7 +209,7 @@ def test_concurrent_clients_stay_isolated_and_the_openai_client_works(loaded: Lo
     facts = [f"my name is {name}" for name in ("Ada", "Bo", "Cy", "Di")]
     expected = {fact: local_replies(loaded, "delta", [fact, "what is my name?"]) for fact in facts}
     got: dict[str, list[str]] = {}
-    with live_server(loaded, tmp_path) as url:
+    with live_server(store(loaded, tmp_path)) as url:
         def converse(fact: str) -> None:
             with httpx.Client(base_url=url, headers={"X-Session-Id": f"c{facts.index(fact)}"}, timeout=30) as http:
                 got[fact] = [http.post("/v1/chat/completions", json=chat_body("delta", text)).json()[
@@ -213,3 +228,75 @@ def test_concurrent_clients_stay_isolated_and_the_openai_client_works(loaded: Lo
     assert got == expected
     assert reply.choices[0].message.content == pieces == expected[facts[0]][0]
     assert json.loads(reply.usage.model_dump_json())["deltamem"]["written"] > 0
+
+
+def test_shutdown_saves_every_live_session(loaded: LoadedModel, tmp_path: Path) -> None:
+    sessions = store(loaded, tmp_path)
+    with live_server(sessions) as url:
+        assert httpx.post(f"{url}/v1/sessions", headers={"X-Session-Id": "kept"}).status_code == 201
+        sessions.engine("kept").add_message("user", "not saved by any request")
+    saved = json.loads((tmp_path / "kept" / "session.json").read_text(encoding="utf-8"))
+    assert saved["lanes"]["delta"]["messages"][-1]["content"] == "not saved by any request"
+
+
+#: A server in a child process whose replies to "slow" take a while, so it can be killed in the middle of one.
+CHILD = """
+import sys, time
+import uvicorn
+import deltamem_chat.server.sessions as sessions
+from deltamem.runtime.contract import TokenEvent
+from deltamem.runtime.engine import ABEngine
+from deltamem_chat.server.app import create_app
+from tests.server_harness import store, tiny_loaded
+
+class Slow(ABEngine):
+    def respond(self, *args, **kwargs):
+        slow = self.lanes["delta"].messages[-1]["content"] == "slow"
+        for event in super().respond(*args, **kwargs):
+            if slow and isinstance(event, TokenEvent):
+                time.sleep(0.05)
+            yield event
+
+sessions.ABEngine = Slow
+uvicorn.run(create_app(store(tiny_loaded(), __import__("pathlib").Path(sys.argv[1]))), host="127.0.0.1",
+            port=int(sys.argv[2]), log_level="warning")
+"""
+
+
+def test_a_kill_mid_turn_loses_only_that_turn(loaded: LoadedModel, tmp_path: Path) -> None:
+    port = free_port()
+    child = subprocess.Popen([sys.executable, "-c", CHILD, str(tmp_path), str(port)], cwd=ROOT,
+                             env={**os.environ, "OMP_NUM_THREADS": "1"},
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            assert child.poll() is None, child.stderr.read().decode() if child.stderr else ""
+            try:
+                if httpx.get(f"{url}/health").status_code == 200:
+                    break
+            except httpx.TransportError:
+                assert time.monotonic() < deadline, "the child server did not start"
+                time.sleep(0.05)
+        replies = {}
+        for sid in ("k1", "k2"):
+            replies[sid] = httpx.post(f"{url}/v1/chat/completions", json=chat_body("delta", f"I am {sid}"),
+                                      headers={"X-Session-Id": sid}, timeout=60).json()["choices"][0]["message"]
+        with httpx.stream("POST", f"{url}/v1/chat/completions", timeout=60, headers={"X-Session-Id": "k1"},
+                          json=chat_body("delta", "slow", max_tokens=400, stream=True)) as response:
+            for line in response.iter_lines():
+                if '"content":"' in line.replace(" ", "") and '"content":""' not in line.replace(" ", ""):
+                    os.kill(child.pid, signal.SIGKILL)
+                    break
+    finally:
+        child.kill()
+        child.wait(10)
+    assert child.returncode == -signal.SIGKILL
+    with client(loaded, tmp_path) as test:                  # the restarted server reads every saved session
+        assert test.get("/v1/sessions").json()["data"] == ["k1", "k2"]
+        for sid in ("k1", "k2"):
+            messages = test.get(f"/v1/sessions/{sid}").json()["lanes"]["delta"]["messages"]
+            assert messages == [{"role": "user", "content": f"I am {sid}"}, replies[sid]]
+        follow = test.post("/v1/chat/completions", json=chat_body("delta", "hello"), headers={"X-Session-Id": "k1"})
+        assert follow.status_code == 200
