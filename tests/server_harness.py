@@ -3,15 +3,11 @@
 from __future__ import annotations
 
 import json
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import uvicorn
 from fastapi.testclient import TestClient
 
 from deltamem.context import ContextPolicy
@@ -20,6 +16,7 @@ from deltamem.runtime.engine import ABEngine
 from deltamem.runtime.loading import LoadedModel, choose_runtime
 from deltamem.testing import byte_chatml_tokenizer, printable_only, random_delta_model
 from deltamem_chat.server.app import create_app
+from deltamem_chat.server.background import running
 from deltamem_chat.server.limits import ServerLimits
 from deltamem_chat.server.sessions import SessionStore
 
@@ -45,29 +42,11 @@ def client(loaded: LoadedModel, folder: Path, api_key: str | None = None, **limi
         yield test
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @contextmanager
 def live_server(sessions: SessionStore) -> Iterator[str]:
-    """A uvicorn server on a free loopback port, in a thread; yields its base URL. Leaving it stops it the way
-    SIGTERM and Ctrl-C do (uvicorn's exit flag, then the lifespan's shutdown)."""
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(sessions), host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert time.monotonic() < deadline, "the server did not start"
-        time.sleep(0.01)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(10)
+    """The store's server on a free loopback port; yields its base URL."""
+    with running(create_app(sessions)) as url:
+        yield url
 
 
 def local_replies(loaded: LoadedModel, lane: str, users: list[str], settings: GenerationSettings = SETTINGS,

@@ -15,6 +15,7 @@ import httpx
 import pytest
 
 from deltamem.runtime.loading import LoadedModel
+from deltamem_chat.server.background import free_port
 from deltamem_chat.server.completions import new_messages
 from deltamem_chat.server.fair_lock import FairLock
 from deltamem_chat.server.security import is_loopback
@@ -22,7 +23,6 @@ from tests.server_harness import (
     ROOT,
     chat_body,
     client,
-    free_port,
     live_server,
     local_replies,
     sse_events,
