@@ -8,23 +8,21 @@ generation between tokens.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
 import threading
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
-import anyio
 from fastapi import FastAPI, Header, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from deltamem.context import ContextPolicy, PolicyError, WriteBudget
 from deltamem.runtime.contract import LANE_NAMES, GenerationSettings, LaneDone, ReadProgress, TokenEvent, TurnDone
 from deltamem.runtime.engine import ABEngine
-from deltamem_chat.server import errors
+from deltamem_chat.server import engine_api, errors
 from deltamem_chat.server.completions import (
     EXTENSION,
     chunk,
@@ -37,11 +35,12 @@ from deltamem_chat.server.completions import (
 from deltamem_chat.server.errors import ApiError
 from deltamem_chat.server.requests import ChatRequest, DocumentBody, NewSession
 from deltamem_chat.server.security import Guard
-from deltamem_chat.server.sessions import SESSION_ID, SessionStore
+from deltamem_chat.server.sessions import SESSION_ID, SessionStore, session_view
+from deltamem_chat.server.threads import locked as run_locked
+from deltamem_chat.server.threads import streamed
 from deltamem_chat.transcripts.reading import document_text
 
 T = TypeVar("T")
-_END = object()
 
 
 def session_for(header: str | None, user: str | None) -> str | None:
@@ -76,16 +75,6 @@ def _policy(text: str | None) -> ContextPolicy | None:
         raise ApiError(400, f"policy: {exc}", param="policy") from None
 
 
-def session_view(session_id: str, engine: ABEngine) -> dict[str, Any]:
-    """What `GET /v1/sessions/{id}` shows: settings, and each lane's messages and written total."""
-    return {"id": session_id, "object": "session", "policy": str(engine.policy),
-            "budget": {"horizon": engine.budget.horizon, "stop_at_horizon": engine.budget.stop_at_horizon},
-            "lanes": {name: {"memory": view.memory, "messages": list(view.messages),
-                             "written_total": view.written_total,
-                             "budget": engine.budget.status(view.written_total)}
-                      for name in engine.lane_names for view in [engine.lane(name)]}}
-
-
 def create_app(store: SessionStore, api_key: str | None = None) -> FastAPI:
     """The server on `store`'s model; `api_key` (if given) is required of every request."""
 
@@ -98,12 +87,8 @@ def create_app(store: SessionStore, api_key: str | None = None) -> FastAPI:
     errors.install(app)
     app.state.store = store
 
-    async def locked(work: Callable[[], T]) -> T:
-        """Run engine work on a worker thread, after every turn that came first."""
-        def held() -> T:
-            with store.lock.held():
-                return work()
-        return await anyio.to_thread.run_sync(held)
+    def locked(work: Callable[[], T]) -> Awaitable[T]:
+        return run_locked(store, work)
 
     # --------------------------------------------------------------------------------------- models
     @app.get("/v1/models")
@@ -147,7 +132,7 @@ def create_app(store: SessionStore, api_key: str | None = None) -> FastAPI:
                         store.save(session)
                     yield done.text, finish_reason(done, settings), usage(engine, lane, done, event)
 
-        items = _stream(locked, turn, cancel)
+        items = streamed(store, turn, cancel)
         first = await anext(items)
         if not body.stream:
             async for item in items:
@@ -231,41 +216,27 @@ def create_app(store: SessionStore, api_key: str | None = None) -> FastAPI:
                                      for name in lanes if name in event.stats}}
 
         result: Any = None
-        async for item in _stream(locked, read, cancel):
+        async for item in streamed(store, read, cancel):
             result = item
             if await request.is_disconnected():
                 cancel.set()
         return result
 
+    @app.patch("/v1/sessions/{session_id}")
+    async def change(session_id: str, body: NewSession) -> dict[str, Any]:
+        """A new context policy or write budget for the session (the next turn rebuilds what no longer matches)."""
+        policy = _policy(body.policy)
+
+        def apply(engine: ABEngine) -> None:
+            if policy is not None:
+                engine.set_policy(policy)
+            if body.budget is not None:
+                engine.budget = WriteBudget(body.budget.horizon, body.budget.stop_at_horizon)
+        return await locked(_changed(session_id, apply))
+
+    engine_api.install(app, store)
     app.add_middleware(Guard, api_key=api_key, max_body=store.limits.max_body_bytes)
     return app
-
-
-async def _stream(locked: Callable[[Callable[[], None]], Any], work: Callable[[], Iterator[Any]],
-                  cancel: threading.Event) -> AsyncIterator[Any]:
-    """The items `work` yields on a worker thread, as they come; its exception is raised here; leaving early (a
-    client gone) cancels the work."""
-    loop = asyncio.get_running_loop()
-    queue: asyncio.Queue[Any] = asyncio.Queue()
-
-    def produce() -> None:
-        try:
-            for item in work():
-                loop.call_soon_threadsafe(queue.put_nowait, item)
-        except Exception as exc:  # noqa: BLE001 - every failure is handed to the request that caused it
-            loop.call_soon_threadsafe(queue.put_nowait, exc)
-        finally:
-            loop.call_soon_threadsafe(queue.put_nowait, _END)
-
-    task = asyncio.ensure_future(locked(produce))
-    try:
-        while (item := await queue.get()) is not _END:
-            if isinstance(item, Exception):
-                raise item
-            yield item
-        await task
-    finally:
-        cancel.set()
 
 
 async def _sse(request_id: str, lane: str, first: Any, items: AsyncIterator[Any], include_usage: bool,

@@ -142,6 +142,16 @@ class SessionStore:
         shutil.rmtree(self.folder / session_id, ignore_errors=True)
 
 
+def session_view(session_id: str, engine: ABEngine) -> dict[str, Any]:
+    """What `GET /v1/sessions/{id}` shows: settings, and each lane's messages and written total."""
+    return {"id": session_id, "object": "session", "policy": str(engine.policy), "batched": engine.batched,
+            "budget": {"horizon": engine.budget.horizon, "stop_at_horizon": engine.budget.stop_at_horizon},
+            "lanes": {name: {"memory": view.memory, "messages": list(view.messages),
+                             "written_total": view.written_total,
+                             "budget": engine.budget.status(view.written_total)}
+                      for name in engine.lane_names for view in [engine.lane(name)]}}
+
+
 def _budget(record: object, fallback: WriteBudget) -> WriteBudget:
     """The write budget a session saved, else the server's."""
     if isinstance(record, dict) and isinstance(record.get("horizon"), int) and record["horizon"] > 0:
