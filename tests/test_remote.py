@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Iterator
@@ -123,3 +124,26 @@ def test_refusals_are_one_sentence(url: str) -> None:
     remote = RemoteEngine(url)
     with pytest.raises(RemoteError, match="limit"):
         list(remote.turn("hi", GenerationSettings(max_new_tokens=10**9)))
+
+
+def test_the_replay_command_runs_on_a_server(tiny_model_dirs: tuple[Path, Path], tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from deltamem.runtime.loading import load
+    from deltamem_chat.cli import app
+
+    base, adapter = tiny_model_dirs
+    small = str(ROOT / "tests" / "fixtures" / "replay_small.jsonl")
+    common = ["replay", small, "--ab", "--headless", "--max-new-tokens", "5"]
+    loaded = load(str(adapter), str(base), device="cpu")
+    with live_server(store(loaded, tmp_path / "server")) as url:
+        remote = CliRunner().invoke(app, [*common, "--server", url, "--report", str(tmp_path / "remote.json")])
+    local = CliRunner().invoke(app, [*common, "--adapter", str(adapter), "--base", str(base), "--device", "cpu",
+                                     "--report", str(tmp_path / "local.json")])
+    assert remote.exit_code == local.exit_code == 0, remote.output + local.output
+    reports = [json.loads((tmp_path / f"{name}.json").read_text()) for name in ("remote", "local")]
+    assert reports[0]["config"]["device"] == f"server {url}"
+    turns = [[(t["kind"], {lane: (step["text"], step["written"]) for lane, step in t["lanes"].items()})
+              for t in report["turns"]] for report in reports]
+    assert turns[0] == turns[1] and len(turns[0]) > 5
+    assert reports[0]["summary"] == reports[1]["summary"]

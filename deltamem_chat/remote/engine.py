@@ -70,6 +70,11 @@ class RemoteEngine:
     def _budget_of(view: dict[str, Any]) -> WriteBudget:
         return WriteBudget(view["budget"]["horizon"], view["budget"]["stop_at_horizon"])
 
+    def identity(self) -> SessionIdentity:
+        """The base model and adapter the server runs (what saved sessions record)."""
+        model = self._call("GET", "/v1/models")["data"][0]["deltamem"]
+        return SessionIdentity(str(model["base"]), str(model["adapter"]))
+
     def close(self) -> None:
         self._http.close()
 
