@@ -300,3 +300,26 @@ def test_a_kill_mid_turn_loses_only_that_turn(loaded: LoadedModel, tmp_path: Pat
             assert messages == [{"role": "user", "content": f"I am {sid}"}, replies[sid]]
         follow = test.post("/v1/chat/completions", json=chat_body("delta", "hello"), headers={"X-Session-Id": "k1"})
         assert follow.status_code == 200
+
+
+def test_serve_on_a_reachable_address_makes_a_key_and_refuses_requests_without_it(
+        tiny_model_dirs: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from fastapi.testclient import TestClient
+    from typer.testing import CliRunner
+
+    from deltamem_chat.cli import app
+
+    served: dict[str, object] = {}
+    monkeypatch.setattr("uvicorn.run", lambda asgi, **options: served.update(app=asgi, **options))
+    base, adapter = tiny_model_dirs
+    result = CliRunner().invoke(app, ["serve", "--adapter", str(adapter), "--base", str(base), "--device", "cpu",
+                                      "--host", "0.0.0.0", "--sessions-dir", str(tmp_path / "s")],
+                                env={"DELTAMEM_API_KEY": ""})
+    assert result.exit_code == 0, result.output
+    key = result.output.split("Bearer KEY): ")[1].split()[0]
+    assert served["host"] == "0.0.0.0" and len(key) > 40
+    with TestClient(served["app"]) as test:
+        assert test.get("/v1/models").status_code == 401
+        assert test.get("/v1/models", headers={"Authorization": f"Bearer {key}"}).status_code == 200
+    refused = CliRunner().invoke(app, ["serve", "--sessions-dir", str(tiny_model_dirs[0] / "config.json")])
+    assert refused.exit_code == 2 and "not a folder" in refused.output

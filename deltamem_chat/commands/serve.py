@@ -61,6 +61,7 @@ def register(app: typer.Typer) -> None:
         batched = lanes_mode(lanes)
         if sessions_dir.exists() and not sessions_dir.is_dir():
             raise fail(f"--sessions-dir {sessions_dir}: not a folder")
+        api_key = api_key or None                # an empty key is no key
         if api_key is None and not is_loopback(host):
             api_key = new_key()
             err.print(f"API key (send it as Authorization: Bearer KEY): {api_key}", highlight=False, soft_wrap=True)

@@ -32,7 +32,7 @@ from deltamem_chat.server.completions import (
     run_turn,
     usage,
 )
-from deltamem_chat.server.errors import ApiError
+from deltamem_chat.server.errors import ApiError, failure
 from deltamem_chat.server.requests import ChatRequest, DocumentBody, NewSession
 from deltamem_chat.server.security import Guard
 from deltamem_chat.server.sessions import SESSION_ID, SessionStore, session_view
@@ -138,7 +138,8 @@ def create_app(store: SessionStore, api_key: str | None = None) -> FastAPI:
             async for item in items:
                 first = item
             text, reason, used = first
-            return JSONResponse(completion(request_id, lane, text, reason, used, session))
+            return JSONResponse(completion(request_id, lane, text, reason, used, session),
+                                headers={"X-Session-Id": session or ""})
         include_usage = body.stream_options is not None and body.stream_options.include_usage
         return StreamingResponse(_sse(request_id, lane, first, items, include_usage, cancel),
                                  media_type="text/event-stream", headers={"X-Session-Id": session or ""})
@@ -261,8 +262,8 @@ async def _sse(request_id: str, lane: str, first: Any, items: AsyncIterator[Any]
             except StopAsyncIteration:
                 break
         yield "data: [DONE]\n\n"
-    except ApiError as exc:
-        yield event(exc.body())
+    except Exception as exc:  # noqa: BLE001 - the status is sent: the stream ends with the error's one sentence
+        yield event(failure(exc).body())
     finally:
         cancel.set()
         await items.aclose()

@@ -26,7 +26,7 @@ from deltamem.runtime.engine import ABEngine
 from deltamem.runtime.long_inputs import PromptTooLong
 from deltamem.runtime.session_io import SESSION_JSON, SessionError
 from deltamem_chat.remote.wire import encode
-from deltamem_chat.server.errors import ApiError
+from deltamem_chat.server.errors import ApiError, failure
 from deltamem_chat.server.requests import Message
 from deltamem_chat.server.sessions import SessionStore, session_view
 from deltamem_chat.server.threads import locked, streamed
@@ -114,8 +114,8 @@ def install(app: FastAPI, store: SessionStore) -> None:
             try:
                 async for event in items:
                     yield json.dumps(encode(event), ensure_ascii=False) + "\n"
-            except ApiError as exc:
-                yield json.dumps({"type": "error", **exc.body()}, ensure_ascii=False) + "\n"
+            except Exception as exc:  # noqa: BLE001 - the status is sent: the stream ends with the error's sentence
+                yield json.dumps({"type": "error", **failure(exc).body()}, ensure_ascii=False) + "\n"
             finally:
                 await items.aclose()
         return StreamingResponse(lines(), media_type="application/x-ndjson")

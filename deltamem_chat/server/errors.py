@@ -48,6 +48,13 @@ def validation_error(exc: RequestValidationError) -> ApiError:
     return ApiError(400, f"{name}: {message[0].lower() + message[1:]}" if name else message, param=name or None)
 
 
+def failure(exc: Exception) -> ApiError:
+    """Any exception as a refusal: a refusal stays itself, anything else is the server's failure, named by its kind."""
+    if isinstance(exc, ApiError):
+        return exc
+    return ApiError(500, f"the server failed on this request ({type(exc).__name__})", kind="server_error")
+
+
 def install(app: FastAPI) -> None:
     """Route every way a request can fail to an OpenAI-style body."""
 
@@ -67,5 +74,4 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def _failed(_: Request, exc: Exception) -> JSONResponse:
-        sentence = f"the server failed on this request ({type(exc).__name__})"
-        return ApiError(500, sentence, kind="server_error").response()
+        return failure(exc).response()
