@@ -147,3 +147,23 @@ def test_the_replay_command_runs_on_a_server(tiny_model_dirs: tuple[Path, Path],
               for t in report["turns"]] for report in reports]
     assert turns[0] == turns[1] and len(turns[0]) > 5
     assert reports[0]["summary"] == reports[1]["summary"]
+
+
+def test_the_chat_screen_streams_a_servers_session(loaded: LoadedModel, url: str) -> None:
+    from textual.pilot import Pilot
+
+    from deltamem_chat.tui import ChatScreen
+    from tests.tui_harness import RecordingApp, run, say
+
+    remote = RemoteEngine(url, policy=POLICY)
+    local = ABEngine(loaded.model, loaded.tokenizer, policy=POLICY)
+    expected = summary(list(local.turn("my name is Ada", GenerationSettings(max_new_tokens=8))))[1]
+    chat = ChatScreen(remote, title_info={"models": "tiny", "device": "server"}, identity=remote.identity(),
+                      settings=GenerationSettings(max_new_tokens=8))
+
+    async def scenario(pilot: Pilot) -> None:
+        await say(pilot, "my name is Ada")
+        assert {name: pane.last_reply for name, pane in chat.panes.items()} == expected
+        assert chat.meter.written == remote.lane("delta").written_total == local.lane("delta").written_total
+
+    run(RecordingApp(chat), scenario)
