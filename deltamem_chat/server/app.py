@@ -106,7 +106,8 @@ def create_app(store: SessionStore, api_key: str | None = None) -> FastAPI:
 
     @app.get("/health")
     async def health() -> dict[str, Any]:
-        return {"status": "ok", "sessions": len(store.ids), "live": len(store.live), "waiting": store.lock.waiting}
+        saved, live = store.counts()          # without the lock: a health check never waits behind a turn
+        return {"status": "ok", "sessions": saved, "live": live, "waiting": store.lock.waiting}
 
     # ---------------------------------------------------------------------------------- completions
     @app.post("/v1/chat/completions", response_model=None)

@@ -65,9 +65,9 @@ class SessionStore:
     def ids(self) -> list[str]:
         return sorted(self._saved | set(self._live))
 
-    @property
-    def live(self) -> list[str]:
-        return list(self._live)
+    def counts(self) -> tuple[int, int]:
+        """Sessions saved and engines live (each `len` is one step, safe beside a worker changing them)."""
+        return len(self._saved), len(self._live)
 
     def __contains__(self, session_id: str) -> bool:
         return session_id in self._live or session_id in self._saved
