@@ -12,9 +12,10 @@ from typing import Annotated
 import typer
 
 from deltamem_chat import __version__
-from deltamem_chat.commands import demo, evaluate, importing, models, replay, score, train
+from deltamem_chat.commands import demo, evaluate, importing, models, replay, score, serve, train
 from deltamem_chat.commands.options import (
     AdapterOpt,
+    ApiKeyOpt,
     AttnOpt,
     BaseOpt,
     DeviceOpt,
@@ -24,6 +25,7 @@ from deltamem_chat.commands.options import (
     PolicyOpt,
     QuantizeOpt,
     SeedOpt,
+    ServerOpt,
     TemperatureOpt,
     TopKOpt,
     TopPOpt,
@@ -31,6 +33,7 @@ from deltamem_chat.commands.options import (
     lanes_mode,
     load_or_exit,
     policy_for,
+    remote_or_exit,
     resolve_or_exit,
     settings_from,
 )
@@ -65,6 +68,8 @@ def chat(
     top_p: TopPOpt = 1.0,
     top_k: TopKOpt = 0,
     seed: SeedOpt = 0,
+    server: ServerOpt = None,
+    api_key: ApiKeyOpt = None,
     read: Annotated[Path | None, typer.Option("--read", help="A text or Markdown file to write into the memory as "
                                               "soon as the chat opens (a document, without a reply).")] = None,
     version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True,
@@ -81,9 +86,16 @@ def chat(
             read_document(read)        # checked before the model loads; the chat reads it again when it opens
         except DocumentError as exc:
             raise fail(str(exc)) from None
+    settings = settings_from(max_new_tokens, temperature, top_p, top_k, seed)
+    if server is not None:
+        engine, identity = remote_or_exit(server, api_key, policy_for(context) if context else None)
+        from deltamem_chat.tui import run_chat_on
+
+        info = {"models": f"{identity.base} + {identity.adapter}", "device": f"server {server}",
+                "policy": str(engine.policy)}
+        raise typer.Exit(run_chat_on(engine, info, identity, settings, read=read))
     models = resolve_or_exit(adapter, base)
     policy = policy_for(context, models.context)
-    settings = settings_from(max_new_tokens, temperature, top_p, top_k, seed)
     loaded = load_or_exit(models, device, dtype, attn, quantize)
     from deltamem_chat.tui import run_chat
 
@@ -106,6 +118,7 @@ evaluate.register(app)
 demo.register(app)
 train.register(app)
 score.register(app)
+serve.register(app)
 
 
 def main() -> None:

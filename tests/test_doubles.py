@@ -1,4 +1,5 @@
-"""The tests' engine double implements the engine contract: checked by mypy, statically, and at run time."""
+"""The tests' engine double and the remote engine implement the engine contract: checked by mypy, statically, and
+at run time."""
 
 from __future__ import annotations
 
@@ -14,9 +15,10 @@ from tests.doubles import ScriptedEngine
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def test_the_double_type_checks_against_the_engine_contract() -> None:
+def test_the_double_and_the_remote_engine_type_check_against_the_engine_contract() -> None:
     pytest.importorskip("mypy", reason="mypy comes with the dev extra")
-    result = subprocess.run([sys.executable, "-m", "mypy", "tests/doubles.py", "deltamem/runtime/contract.py"],
+    result = subprocess.run([sys.executable, "-m", "mypy", "tests/doubles.py", "deltamem_chat/remote/engine.py",
+                             "deltamem/runtime/contract.py"],
                             cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stdout + result.stderr
 

@@ -30,6 +30,7 @@ LAYERS: dict[str, int] = {
     "deltamem_chat": 10, "deltamem_chat.aliases": 10, "deltamem_chat.scoring": 11, "deltamem_chat.transcripts": 12,
     "deltamem_chat.scoring.predictions": 13, "deltamem_chat.library": 13, "deltamem_chat.memory_trace": 10,
     "deltamem_chat.replay": 14, "deltamem_chat.eval": 15,
+    "deltamem_chat.remote": 13, "deltamem_chat.server": 14,
     "deltamem_chat.tui": 16, "deltamem_chat.commands": 17, "deltamem_chat.cli": 18,
 }
 

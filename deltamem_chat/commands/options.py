@@ -11,11 +11,12 @@ import typer
 from rich.console import Console
 
 from deltamem.context import ContextPolicy, PolicyError
-from deltamem.runtime.contract import GenerationSettings
+from deltamem.runtime.contract import GenerationSettings, SessionIdentity
 from deltamem_chat.aliases import AliasError, Models, resolve_models
 
 if TYPE_CHECKING:
     from deltamem.runtime.loading import LoadedModel
+    from deltamem_chat.remote.engine import RemoteEngine
     from deltamem_chat.scoring import ScoringProtocol
 
 AdapterOpt = Annotated[str, typer.Option("--adapter", "-a", help="δ-mem adapter: an alias (see `deltamem-chat "
@@ -46,6 +47,11 @@ ProtocolOpt = Annotated[str, typer.Option("--protocol", help="Scoring: ours (hit
 DatesOpt = Annotated[str, typer.Option("--dates", help="on: each session's date (`DATE: …`) before its first "
                                        "message and a probe's date before its question, where the transcript has "
                                        "them; off: the texts alone.")]
+
+ServerOpt = Annotated[str | None, typer.Option("--server", help="Run on a `deltamem-chat serve` server at this URL "
+                                              "(a session of its own) instead of loading a model here.")]
+ApiKeyOpt = Annotated[str | None, typer.Option("--api-key", envvar="DELTAMEM_API_KEY", help="The server's API key "
+                                               "(with --server).")]
 
 DEFAULT_CONTEXT = "window:1024"
 
@@ -105,6 +111,18 @@ def resolve_or_exit(adapter: str, base: str | None) -> Models:
     try:
         return resolve_models(adapter, base)
     except AliasError as exc:
+        raise fail(str(exc)) from None
+
+
+def remote_or_exit(url: str, api_key: str | None, policy: ContextPolicy | None
+                   ) -> tuple[RemoteEngine, SessionIdentity]:
+    """A new session on the server at `url` and the model it runs, or print why not and exit."""
+    from deltamem_chat.remote.engine import RemoteEngine, RemoteError
+
+    try:
+        engine = RemoteEngine(url, api_key, policy=policy)
+        return engine, engine.identity()
+    except RemoteError as exc:
         raise fail(str(exc)) from None
 
 

@@ -9,9 +9,10 @@ import typer
 from rich.console import Console
 
 from deltamem.context import ContextPolicy
-from deltamem.runtime.contract import DELTA, FROZEN, GenerationSettings, SessionIdentity
+from deltamem.runtime.contract import DELTA, FROZEN, Engine, GenerationSettings, SessionIdentity
 from deltamem_chat.commands.options import (
     AdapterOpt,
+    ApiKeyOpt,
     AttnOpt,
     BaseOpt,
     DatesOpt,
@@ -23,6 +24,7 @@ from deltamem_chat.commands.options import (
     ProtocolOpt,
     QuantizeOpt,
     SeedOpt,
+    ServerOpt,
     TemperatureOpt,
     TopKOpt,
     TopPOpt,
@@ -32,6 +34,7 @@ from deltamem_chat.commands.options import (
     load_or_exit,
     policy_for,
     protocol_named,
+    remote_or_exit,
     resolve_or_exit,
     settings_from,
 )
@@ -42,14 +45,21 @@ if TYPE_CHECKING:
     from deltamem.runtime.loading import LoadedModel
 
 
-def replay_config(transcript: Transcript, loaded: LoadedModel, policy: ContextPolicy, settings: GenerationSettings,
-                  *, batched: bool, regenerate: bool, ab: bool, dates: bool, protocol: str) -> dict:
-    """The `config` block of a replay report."""
+def runtime_of(loaded: LoadedModel) -> dict[str, str]:
+    """What a report records of the model the replay ran on."""
+    return {"base": loaded.base, "adapter": loaded.adapter, "device": loaded.choice.device,
+            "dtype": str(loaded.choice.dtype).removeprefix("torch."), "attn": loaded.choice.attn}
+
+
+def replay_config(transcript: Transcript, runtime: dict[str, str], policy: ContextPolicy,
+                  settings: GenerationSettings, *, batched: bool, regenerate: bool, ab: bool, dates: bool,
+                  protocol: str) -> dict:
+    """The `config` block of a replay report (`runtime`: the model's names and where it ran)."""
     return {
         "transcript": str(transcript.path), "title": transcript.meta.title,
-        "base": loaded.base, "adapter": loaded.adapter, "context_policy": str(policy),
-        "device": loaded.choice.device, "dtype": str(loaded.choice.dtype).removeprefix("torch."),
-        "attn": loaded.choice.attn, "lanes": [FROZEN, DELTA] if ab else [DELTA],
+        "base": runtime["base"], "adapter": runtime["adapter"], "context_policy": str(policy),
+        "device": runtime["device"], "dtype": runtime["dtype"],
+        "attn": runtime["attn"], "lanes": [FROZEN, DELTA] if ab else [DELTA],
         "lanes_mode": "batched" if batched else "sequential",
         "assistant_turns": "regenerated" if regenerate else "teacher-forced", "dates": "on" if dates else "off",
         "protocol": protocol,
@@ -89,6 +99,8 @@ def register(app: typer.Typer) -> None:
         seed: SeedOpt = 0,
         dates: DatesOpt = "on",
         protocol: ProtocolOpt = "ours",
+        server: ServerOpt = None,
+        api_key: ApiKeyOpt = None,
     ) -> None:
         """Replay a transcript turn by turn through the frozen and δ-mem lanes and score its recall probes."""
         try:
@@ -106,18 +118,26 @@ def register(app: typer.Typer) -> None:
         batched = lanes_mode(lanes)
         with_dates = dates_on(dates)
         scoring = protocol_named(protocol)
-        models = resolve_or_exit(adapter, base)
-        policy = policy_for(context, transcript.meta.context, models.context)
         settings = settings_from(max_new_tokens, temperature, top_p, top_k, seed)
-        loaded = load_or_exit(models, device, dtype, attn, quantize)
-        from deltamem.runtime.engine import ABEngine
+        engine: Engine
+        if server is not None:
+            policy = policy_for(context, transcript.meta.context)
+            engine, identity = remote_or_exit(server, api_key, policy)
+            runtime = {**identity.to_dict(), "device": f"server {server}", "dtype": "", "attn": ""}
+        else:
+            models = resolve_or_exit(adapter, base)
+            policy = policy_for(context, transcript.meta.context, models.context)
+            loaded = load_or_exit(models, device, dtype, attn, quantize)
+            from deltamem.runtime.engine import ABEngine
+
+            engine = ABEngine(loaded.model, loaded.tokenizer, policy=policy, batched=batched)
+            identity, runtime = SessionIdentity(loaded.base, loaded.adapter), runtime_of(loaded)
         from deltamem_chat.replay import ReplayRunner, run_headless
 
-        engine = ABEngine(loaded.model, loaded.tokenizer, policy=policy, batched=batched)
         runner = ReplayRunner(engine, transcript, settings=settings, regenerate=regenerate,
                               lanes=[FROZEN, DELTA] if ab else [DELTA], dates=with_dates,
                               protocol=scoring)
-        config = replay_config(transcript, loaded, policy, settings, batched=batched, regenerate=regenerate, ab=ab,
+        config = replay_config(transcript, runtime, policy, settings, batched=batched, regenerate=regenerate, ab=ab,
                                dates=with_dates, protocol=scoring.name)
         if headless:
             _, completed, problems = run_headless(runner, config, report_path=report, markdown_path=markdown,
@@ -129,5 +149,5 @@ def register(app: typer.Typer) -> None:
             raise typer.Exit(0 if completed else 130)
         from deltamem_chat.tui import run_replay
 
-        raise typer.Exit(run_replay(runner, config, identity=SessionIdentity(loaded.base, loaded.adapter),
+        raise typer.Exit(run_replay(runner, config, identity=identity,
                                     report_path=report, markdown_path=markdown))
