@@ -228,6 +228,6 @@ class LanesScreen(Screen[None], Generic[JobT]):
         job.written_before, job.streamed = written, 0
 
     def report_error(self, title: str, error: BaseException) -> None:
-        """An error as a notification: the message is the user's to read, the app keeps running."""
-        message = str(error) or type(error).__name__
-        self.notify(f"{type(error).__name__}: {message}", title=title, severity="error", timeout=12, markup=False)
+        """An error as a notification: the message is the user's sentence (never a class name); the app runs on."""
+        message = str(error).strip() or "it stopped without saying why"
+        self.notify(message, title=title, severity="error", timeout=12, markup=False)

@@ -139,7 +139,7 @@ class ReplayScreen(LanesScreen[Command]):
     def _jump(self, answer: str | None) -> None:
         if answer is None or self.busy:
             return
-        target = int(answer) if answer.isdigit() else -1
+        target = int(answer) if answer.isascii() and answer.isdigit() else -1  # not '²', which int refuses
         if not 0 <= target <= self.total:
             self.notify(f"Not an item number: {answer!r} (0 to {self.total}).", severity="warning", markup=False)
             return
