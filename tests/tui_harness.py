@@ -13,10 +13,10 @@ from typing import Any
 import pytest
 import torch
 from textual.pilot import Pilot
-from textual.widgets import Input
 
 from deltamem_chat.tui import DeltaMemApp, LanePane, LanesScreen
 from deltamem_chat.tui.screens import PromptDialog
+from deltamem_chat.tui.widgets import ChatInput, Reply
 
 SIZE = (120, 40)
 
@@ -97,7 +97,7 @@ async def answer_dialog(pilot: Pilot, key: str, value: str) -> None:
 
 def texts(pane: LanePane, kind: str) -> list[str]:
     """The text of a pane's `.user`, `.reply`, `.note`, `.meta` or `.flag` lines."""
-    return [str(widget.render()) for widget in pane.query(f".{kind}")]
+    return [widget.text if isinstance(widget, Reply) else str(widget.render()) for widget in pane.query(f".{kind}")]
 
 
 def replies(pane: LanePane) -> list[str]:
@@ -107,4 +107,4 @@ def replies(pane: LanePane) -> list[str]:
 
 def steady_cursor(pilot: Pilot) -> None:
     """Stop the input's cursor blinking (it stays shown), so a screenshot does not depend on when it is taken."""
-    pilot.app.screen.query_one(Input).cursor_blink = False
+    pilot.app.screen.query_one(ChatInput).cursor_blink = False

@@ -105,6 +105,10 @@ class LanesScreen(Screen[None], Generic[JobT]):
         """Each lane's pane, by lane name, in the engine's order."""
         return {pane.lane: pane for pane in self.query_one("#lanes", Horizontal).query_children(LanePane)}
 
+    def palette_entries(self) -> tuple[PaletteEntry, ...]:
+        """What the command palette offers on this view (those it can run now are shown)."""
+        return self.PALETTE
+
     # ------------------------------------------------------------------------------------------ jobs
     @property
     def busy(self) -> bool:
@@ -150,7 +154,7 @@ class LanesScreen(Screen[None], Generic[JobT]):
             self.job.cancel.set()
 
     # ------------------------------------------------------------------------------------------ feed
-    def _drain(self) -> None:
+    async def _drain(self) -> None:
         """Apply what the worker did since the last frame."""
         job = self.job
         if job is None:
@@ -158,7 +162,7 @@ class LanesScreen(Screen[None], Generic[JobT]):
         panes = self.panes
         for item in self.feed.drain():
             if isinstance(item, TextDelta):
-                panes[item.lane].append(item.text)
+                await panes[item.lane].append(item.text)
                 if item.lane == self.METER_LANE:
                     job.streamed += item.tokens
             elif isinstance(item, JobFailed):

@@ -255,8 +255,7 @@ class ReplayScreen(LanesScreen[Command]):
             elif self.regenerate:
                 pane.start_reply()
             else:
-                pane.start_reply()
-                pane.append(record.text)
+                pane.start_reply(record.text)
                 pane.finish_reply(None, verdict="recorded, fed as written")
                 pane.mark("recorded")
 

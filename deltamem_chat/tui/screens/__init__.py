@@ -1,5 +1,7 @@
 """Dialogs over the views."""
 
+from deltamem_chat.tui.screens.choice import ChoiceDialog
+from deltamem_chat.tui.screens.confirm import ConfirmDialog
 from deltamem_chat.tui.screens.prompt import PromptDialog
 
-__all__ = ["PromptDialog"]
+__all__ = ["ChoiceDialog", "ConfirmDialog", "PromptDialog"]
