@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -35,8 +36,8 @@ def one_torch_thread() -> Iterator[None]:
 class RecordingApp(DeltaMemApp):
     """The app, keeping every notification so tests can read them."""
 
-    def __init__(self, view: LanesScreen[Any]) -> None:
-        super().__init__(view)
+    def __init__(self, view: LanesScreen[Any], keys: Path | None = None) -> None:
+        super().__init__(view, keys)
         self.notes: list[tuple[str, str]] = []
 
     def notify(self, message: str, **kwargs: Any) -> None:

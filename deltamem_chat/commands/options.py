@@ -110,8 +110,12 @@ def resolve_or_exit(adapter: str, base: str | None) -> Models:
 
 def load_or_exit(models: Models, device: str, dtype: str, attn: str, quantize: str = "none") -> LoadedModel:
     """Load the model, or print why not and exit non-zero."""
+    from transformers.utils import logging as transformers_logging
+
     from deltamem.runtime.loading import LoadError, load
 
+    # transformers' own "Loading weights" bar would stay in the terminal above the screen; the spinner says it.
+    transformers_logging.disable_progress_bar()
     try:
         with err.status(f"loading {models.alias.name if models.alias else models.adapter} …"):
             loaded = load(models.adapter, models.base, device=device, dtype=dtype, attn=attn, names=models.names,

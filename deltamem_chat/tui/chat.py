@@ -63,26 +63,28 @@ class ChatScreen(LanesScreen[Job]):
     PALETTE = CHAT_COMMANDS
     BUSY_ACTIONS = ENGINE_ACTIONS
     FAILURE_TITLE = "The turn failed"
+    STATUS_CLASSES = "-clipped"
     BINDINGS = [
         # Priority: the message box binds many of these keys (ctrl+w, ctrl+e, ctrl+d) to editing. Each has an id, by
-        # which a keys file rebinds it (deltamem_chat.tui.keys).
+        # which a keys file rebinds it (deltamem_chat.tui.keys). The footer shows them in this order, so the ones a
+        # narrow terminal must keep come first; the hidden ones are in the palette with their keys.
         Binding("ctrl+q", "quit", "quit", priority=True, id="quit"),
         Binding("escape", "cancel", "stop", id="stop"),
         Binding("ctrl+n", "new_conversation", "new", priority=True, id="new"),
         Binding("ctrl+s", "save_session", "save", priority=True, id="save"),
         Binding("ctrl+o", "load_session", "load", priority=True, id="load"),
+        Binding("ctrl+f", "toggle_frozen", "frozen", priority=True, id="frozen"),
         Binding("ctrl+g", "regenerate", "retry", priority=True, id="regenerate"),
-        Binding("ctrl+t", "edit_last", "edit last", priority=True, id="edit_last"),
         Binding("f2", "copy_reply", "copy", priority=True, id="copy_reply"),
         Binding("f5", "toggle_diff", "diff", priority=True, id="diff"),
-        Binding("f6", "vote", "vote", priority=True, id="vote"),
-        Binding("ctrl+f", "toggle_frozen", "frozen on/off", priority=True, id="frozen"),
-        Binding("ctrl+r", "reset_memory", "reset memory", priority=True, id="reset_memory"),
-        Binding("ctrl+e", "export", "export", priority=True, id="export"),
-        Binding("ctrl+w", "switch_policy", "policy", priority=True, id="policy"),
+        Binding("f8", "vote", "vote", priority=True, id="vote"),
+        Binding("ctrl+t", "edit_last", "edit last", show=False, priority=True, id="edit_last"),
+        Binding("ctrl+r", "reset_memory", "reset memory", show=False, priority=True, id="reset_memory"),
+        Binding("ctrl+e", "export", "export", show=False, priority=True, id="export"),
+        Binding("ctrl+w", "switch_policy", "policy", show=False, priority=True, id="policy"),
         Binding("f3", "copy_replies", "copy both", show=False, priority=True, id="copy_replies"),
         Binding("f4", "copy_conversation", "copy all", show=False, priority=True, id="copy_conversation"),
-        Binding("f7", "toggle_raw", "raw/Markdown", show=False, priority=True, id="raw"),
+        Binding("f9", "toggle_raw", "raw/Markdown", show=False, priority=True, id="raw"),
         Binding("ctrl+d", "read_document", "read a document", show=False, priority=True, id="read_document"),
     ]
 
@@ -94,7 +96,8 @@ class ChatScreen(LanesScreen[Job]):
         `intro` is shown in every pane whenever a conversation starts empty (what the model is, what to try); `read`
         is a document read into memory as soon as the chat opens.
         """
-        super().__init__(engine, dict(title_info) | {"policy": str(engine.policy)})
+        # The policy first: the models' names are long, and a narrow status line ends in an ellipsis.
+        super().__init__(engine, {"policy": str(engine.policy)} | dict(title_info))
         self.identity = identity
         self.settings = settings
         self.intro = intro
@@ -471,10 +474,7 @@ class ChatScreen(LanesScreen[Job]):
                              voted)
 
     def _show_votes(self) -> None:
-        if self.votes:
-            self.status.set_info("votes", tally(self.votes, self.vote_labels))
-        else:
-            self.status.clear_info("votes")
+        self.status.set_note(f"votes: {tally(self.votes, self.vote_labels)}" if self.votes else "")
 
     # ------------------------------------------------------------------------------------------ settings
     def action_switch_policy(self) -> None:

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import ClassVar, Generic, TypeVar
 
-from textual import work
+from textual import events, work
 from textual.app import ComposeResult
 from textual.containers import Horizontal
 from textual.screen import Screen
@@ -32,6 +32,10 @@ from deltamem_chat.tui.widgets import BudgetMeter, LanePane, StatusBar
 
 #: How often streamed text reaches the screen (seconds): fast enough to look live, slow enough to keep typing smooth.
 FRAME_S = 0.05
+
+#: Below this many columns the footer is compact; below this many rows the meter and the status take a line each.
+NARROW_COLUMNS = 100
+SHORT_ROWS = 30
 
 
 @dataclass
@@ -91,6 +95,12 @@ class LanesScreen(Screen[None], Generic[JobT]):
     def on_mount(self) -> None:
         self._pump = self.set_interval(FRAME_S, self._drain, pause=True)
         self.show_budget(self.engine_written(), 0, {})
+
+    def on_resize(self, event: events.Resize) -> None:
+        """A small terminal keeps every pane some rows and the footer its keys (see app.tcss)."""
+        self.set_class(event.size.height < SHORT_ROWS, "-short")
+        self.set_class(event.size.width < NARROW_COLUMNS, "-narrow")
+        self.query_one(Footer).compact = event.size.width < NARROW_COLUMNS
 
     @property
     def status(self) -> StatusBar:

@@ -50,7 +50,7 @@ class ChoiceDialog(ModalScreen[str | None]):
             dialog.border_title = self.dialog_title
             yield Static(Content(self.question), classes="question")
             for number, label in enumerate(self.options.values(), start=1):
-                yield Button(f"{number}  {label}", id=f"choice-{number - 1}")
+                yield Button(f"{number}  {label}", id=f"choice-{number - 1}", compact=True)
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
         event.stop()

@@ -22,7 +22,6 @@ class ChatInput(TextArea):
     DEFAULT_CSS = """
     ChatInput {
         height: auto;
-        min-height: 3;
         max-height: 8;
         margin: 0;
     }
