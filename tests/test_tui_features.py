@@ -295,6 +295,7 @@ def test_snapshot_diff_view(snap_compare: Callable[..., bool]) -> None:
     async def run_before(pilot: Pilot) -> None:
         await say(pilot, "what is my name?")
         await pilot.press("f5")
+        pilot.app.clear_notifications()  # the marks, not the notice
         steady_cursor(pilot)
         await pilot.pause(0.2)
 
