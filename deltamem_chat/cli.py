@@ -14,9 +14,9 @@ import typer
 from deltamem_chat import __version__
 from deltamem_chat.commands import demo, evaluate, importing, models, replay, score, train
 from deltamem_chat.commands.options import (
-    AdapterOpt,
     AttnOpt,
     BaseOpt,
+    DefaultAdapterOpt,
     DeviceOpt,
     DtypeOpt,
     LanesOpt,
@@ -52,7 +52,7 @@ def _print_version(value: bool) -> None:
 @app.callback(invoke_without_command=True)
 def chat(
     ctx: typer.Context,
-    adapter: AdapterOpt = "qwen3-4b",
+    adapter: DefaultAdapterOpt = None,
     base: BaseOpt = None,
     context: PolicyOpt = None,
     lanes: LanesOpt = "batched",

@@ -11,10 +11,10 @@ from rich.console import Console
 from deltamem.context import ContextPolicy
 from deltamem.runtime.contract import DELTA, FROZEN, GenerationSettings, SessionIdentity
 from deltamem_chat.commands.options import (
-    AdapterOpt,
     AttnOpt,
     BaseOpt,
     DatesOpt,
+    DefaultAdapterOpt,
     DeviceOpt,
     DtypeOpt,
     LanesOpt,
@@ -74,7 +74,7 @@ def register(app: typer.Typer) -> None:
                                                       "standard output, with --headless).")] = None,
         regenerate: Annotated[bool, typer.Option("--regenerate/--teacher-forced", help="Let each lane write its "
                                                  "own assistant turns instead of feeding the recorded ones.")] = False,
-        adapter: AdapterOpt = "qwen3-4b",
+        adapter: DefaultAdapterOpt = None,
         base: BaseOpt = None,
         context: PolicyOpt = None,
         lanes: LanesOpt = "batched",
