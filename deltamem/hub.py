@@ -13,6 +13,15 @@ class LoadError(RuntimeError):
     """Loading failed; the message is one sentence for the user."""
 
 
+class OfflineError(LoadError):
+    """A hub repo is not in the local cache and the hub cannot be reached; the caller knows which command fetches
+    it (an alias's `deltamem-chat download`), so it may word the sentence again."""
+
+    def __init__(self, message: str, what: str, repo: str) -> None:
+        super().__init__(message)
+        self.what, self.repo = what, repo
+
+
 ADAPTER_FILES = ["delta_mem_config.json", "delta_mem_adapter.pt", "delta_mem_adapter.safetensors"]
 MODEL_FILES = ["*.json", "*.safetensors", "tokenizer*", "*.txt", "*.model", "*.jinja"]
 
@@ -26,6 +35,9 @@ def resolve(spec: str, what: str, files: list[str]) -> Path:
         return path
     if spec.count("/") != 1 or spec.startswith((".", "/", "~")):
         raise LoadError(f"{what} {spec!r} is neither an existing folder nor a hub id like org/name")
+    if path.parent.is_dir() and path.parent != Path("."):
+        # `myadapters/typo` where `myadapters` is a folder here: a mistyped path, not a hub id.
+        raise LoadError(f"{what} {spec}: no such folder (the folder {path.parent} has no {path.name!r} in it)")
     return download(spec, what, files)
 
 
@@ -47,8 +59,9 @@ def download(repo: str, what: str, files: list[str]) -> Path:
     except RepositoryNotFoundError:
         raise LoadError(f"{what} {repo} does not exist on the hub (or is private): check the name") from None
     except LocalEntryNotFoundError:
-        raise LoadError(f"{what} {repo} is not in the local cache and the hub cannot be reached: run "
-                        f"`deltamem-chat download` where there is a network, or pass a local folder") from None
+        raise OfflineError(f"{what} {repo} is not in the local cache and the hub cannot be reached: run "
+                           f"`hf download {repo}` where there is a network, or pass a local folder (no folder "
+                           f"{repo} exists here)", what, repo) from None
     except (HfHubHTTPError, OSError) as exc:
         raise LoadError(f"{what} {repo} could not be downloaded ({str(exc).splitlines()[0]})") from None
 

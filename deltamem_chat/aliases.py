@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from deltamem import demo
 from deltamem.context import ContextPolicy
+from deltamem.hub import is_cached
 
 
 class AliasError(ValueError):
@@ -64,6 +65,22 @@ class Models:
     def context(self) -> ContextPolicy | None:
         """The context the alias suggests, if the adapter was an alias."""
         return self.alias.context if self.alias is not None else None
+
+
+#: What the chat and the replay open with when no `--adapter` is given: the released model where it is here.
+RELEASED = "qwen3-4b"
+OFFLINE = "demo"
+
+
+def default_adapter() -> tuple[str, str | None]:
+    """The released model's alias when its base and adapter are in the hub cache, else the offline demo's, with a
+    sentence saying why and what fetches the released one. No download starts unasked (it is about 8 GB)."""
+    released = ALIASES[RELEASED]
+    if all(is_cached(repo) for repo in (released.base, released.adapter) if repo):
+        return RELEASED, None
+    return OFFLINE, (f"the released model {RELEASED} is not downloaded: `deltamem-chat download {RELEASED}` fetches "
+                     f"it (about 8 GB) and `--adapter {RELEASED}` downloads it on start; opening the offline demo "
+                     f"(`--adapter {OFFLINE}`)")
 
 
 def resolve_base(base: str) -> str:

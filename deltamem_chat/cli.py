@@ -14,10 +14,10 @@ import typer
 from deltamem_chat import __version__
 from deltamem_chat.commands import demo, evaluate, importing, models, replay, score, serve, train
 from deltamem_chat.commands.options import (
-    AdapterOpt,
     ApiKeyOpt,
     AttnOpt,
     BaseOpt,
+    DefaultAdapterOpt,
     DeviceOpt,
     DtypeOpt,
     LanesOpt,
@@ -55,7 +55,7 @@ def _print_version(value: bool) -> None:
 @app.callback(invoke_without_command=True)
 def chat(
     ctx: typer.Context,
-    adapter: AdapterOpt = "qwen3-4b",
+    adapter: DefaultAdapterOpt = None,
     base: BaseOpt = None,
     context: PolicyOpt = None,
     lanes: LanesOpt = "batched",

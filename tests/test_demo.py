@@ -150,7 +150,7 @@ def test_demo_eval_totals_the_recall_of_generated_chats(tmp_path: Path) -> None:
     assert (data["context"], data["seed"], data["count"]) == (f"window:{DEMO_WINDOW}", 500_000, 2)
     assert data["probes"] and {p["seed"] for p in data["probes"]} == {500_000, 500_001}
     hits = {lane: sum(p[lane]["hit"] for p in data["probes"]) for lane in ("frozen", "delta")}
-    assert f"│ delta  │  {hits['delta'] / len(data['probes']):.3f} │ {hits['delta']:>4} │" in result.stdout
+    assert f"│ δ-mem  │  {hits['delta'] / len(data['probes']):.3f} │ {hits['delta']:>4} │" in result.stdout
     assert hits["delta"] > hits["frozen"], "the demo's point, on two chats"
     refused = CliRunner().invoke(app, ["demo-eval", "--seed", "999999999", "--count", "2"])
     assert refused.exit_code != 0 and "training range" in refused.output

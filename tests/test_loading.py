@@ -120,3 +120,46 @@ def test_aliases_name_the_released_models() -> None:
     assert alias.base == "Qwen/Qwen3-4B-Instruct-2507"
     assert alias.adapter == "declare-lab/delta-mem_qwen3_4b-instruct"
     assert ALIASES["smollm3-3b"].base == "HuggingFaceTB/SmolLM3-3B"
+
+
+def _offline_with_an_empty_cache(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    import huggingface_hub.constants
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "empty-cache"))
+
+
+def test_no_adapter_offline_opens_the_demo_and_names_the_command(monkeypatch, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    import deltamem_chat.tui as tui
+    from deltamem_chat.cli import app
+
+    _offline_with_an_empty_cache(monkeypatch, tmp_path)
+    opened: list[str] = []
+    monkeypatch.setattr(tui, "run_chat", lambda loaded, *args, **kwargs: opened.append(loaded.adapter) or 0)
+    result = CliRunner().invoke(app, ["--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    assert opened == ["deltamem demo adapter"]
+    assert "`deltamem-chat download qwen3-4b`" in result.output and "offline demo" in result.output
+    assert "Loading weights" not in result.output
+
+
+def test_an_alias_offline_names_its_download_command(monkeypatch, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from deltamem_chat.cli import app
+
+    _offline_with_an_empty_cache(monkeypatch, tmp_path)
+    result = CliRunner().invoke(app, ["--adapter", "qwen3-4b", "--device", "cpu"])
+    assert result.exit_code == 2 and "`deltamem-chat download qwen3-4b`" in result.output
+    again = CliRunner().invoke(app, ["download", "qwen3-4b"])
+    assert again.exit_code == 2 and "hub cannot be reached from here" in again.output
+    assert "Traceback" not in result.output + again.output
+
+
+def test_a_mistyped_local_path_is_no_such_folder(local_model, monkeypatch, tmp_path: Path) -> None:
+    (tmp_path / "myadapters").mkdir()
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(LoadError, match=r"myadapters/typo: no such folder \(the folder myadapters has no 'typo'"):
+        load("myadapters/typo", str(local_model[0]), device="cpu")

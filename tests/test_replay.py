@@ -53,7 +53,7 @@ def test_headless_ab_replay_writes_the_full_report(tiny_model_dirs, tmp_path: Pa
     assert summary["lanes"]["delta"]["written_tokens"] == summary["budget"]["written"] > 0
     assert "recall" in summary["lanes"]["delta"] and "mean_f1" in summary["lanes"]["delta"]
     text = markdown.read_text()
-    assert "| delta |" in text and "Expected:" in text
+    assert "| δ-mem |" in text and "| delta |" not in text and "Expected:" in text  # the screens' titles
     picture = markdown.with_name(f"{markdown.stem}.memory.svg")
     assert f"({picture.name})" in text and "picture:" in result.output and picture.name in result.output
     assert ET.parse(picture).getroot().tag == "{http://www.w3.org/2000/svg}svg"

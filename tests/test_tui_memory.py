@@ -50,7 +50,7 @@ def test_the_panel_shows_what_the_engine_reported_turn_by_turn() -> None:
         assert not panel.shown and not panel.display
         for text in MESSAGES[:3]:
             await send(pilot, text)                          # fed while hidden
-        await pilot.press("ctrl+g")
+        await pilot.press("f7")
         await pilot.pause()
         assert panel.shown and panel.display and panel.region.height > 0
         trace = panel.trace
@@ -68,8 +68,9 @@ def test_the_panel_shows_what_the_engine_reported_turn_by_turn() -> None:
         assert "8,192 trained horizon" in timeline and "126 written" in timeline
         assert "+42 my cat is Tom" in timeline
         await press(pilot, "ctrl+n")                         # a new conversation starts a new trace
+        await press(pilot, "y")                              # (dropping the unsaved one)
         assert panel.trace.points == []
-        await pilot.press("ctrl+g")
+        await pilot.press("f7")
         await pilot.pause()
         assert not panel.shown and not panel.display
 
@@ -99,7 +100,7 @@ def test_snapshot_memory_panel(snap_compare: Callable[..., bool]) -> None:
     async def run_before(pilot: Pilot) -> None:
         for text in MESSAGES:
             await send(pilot, text)
-        await pilot.press("ctrl+g")
+        await pilot.press("f7")
         await until(pilot, lambda: chat.query_one(MemoryPanel).shown)
         steady_cursor(pilot)
         await pilot.pause(0.1)

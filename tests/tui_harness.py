@@ -8,15 +8,16 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
 from textual.pilot import Pilot
-from textual.widgets import Input
 
 from deltamem_chat.tui import DeltaMemApp, LanePane, LanesScreen
 from deltamem_chat.tui.screens import PromptDialog
+from deltamem_chat.tui.widgets import ChatInput, Reply
 
 SIZE = (120, 40)
 
@@ -35,8 +36,8 @@ def one_torch_thread() -> Iterator[None]:
 class RecordingApp(DeltaMemApp):
     """The app, keeping every notification so tests can read them."""
 
-    def __init__(self, view: LanesScreen[Any]) -> None:
-        super().__init__(view)
+    def __init__(self, view: LanesScreen[Any], keys: Path | None = None) -> None:
+        super().__init__(view, keys)
         self.notes: list[tuple[str, str]] = []
 
     def notify(self, message: str, **kwargs: Any) -> None:
@@ -97,7 +98,7 @@ async def answer_dialog(pilot: Pilot, key: str, value: str) -> None:
 
 def texts(pane: LanePane, kind: str) -> list[str]:
     """The text of a pane's `.user`, `.reply`, `.note`, `.meta` or `.flag` lines."""
-    return [str(widget.render()) for widget in pane.query(f".{kind}")]
+    return [widget.text if isinstance(widget, Reply) else str(widget.render()) for widget in pane.query(f".{kind}")]
 
 
 def replies(pane: LanePane) -> list[str]:
@@ -107,4 +108,4 @@ def replies(pane: LanePane) -> list[str]:
 
 def steady_cursor(pilot: Pilot) -> None:
     """Stop the input's cursor blinking (it stays shown), so a screenshot does not depend on when it is taken."""
-    pilot.app.screen.query_one(Input).cursor_blink = False
+    pilot.app.screen.query_one(ChatInput).cursor_blink = False

@@ -20,7 +20,7 @@ from deltamem.context import ContextPolicy
 from deltamem.demo import DEMO_WINDOW
 from deltamem.demo.data import TRAIN_SEEDS, Conversation, conversation, demo_shape, document
 from deltamem.files import SaveError
-from deltamem.runtime.contract import LANE_NAMES
+from deltamem.runtime.contract import LANE_NAMES, LANE_TITLES
 from deltamem_chat.commands.options import (
     AdapterOpt,
     BaseOpt,
@@ -167,5 +167,5 @@ def _print_summary(probes: list[dict], policy: ContextPolicy, seed: int, count: 
         table.add_column(column, justify="left" if column == "lane" else "right")
     for lane in LANE_NAMES:
         hits = sum(p[lane]["hit"] for p in probes)
-        table.add_row(lane, f"{hits / max(1, len(probes)):.3f}", str(hits), str(len(probes)))
+        table.add_row(LANE_TITLES.get(lane, lane), f"{hits / max(1, len(probes)):.3f}", str(hits), str(len(probes)))
     console.print(table)

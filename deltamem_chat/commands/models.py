@@ -11,7 +11,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from deltamem.hub import ADAPTER_FILES, MODEL_FILES, LoadError, download, is_cached
+from deltamem.hub import ADAPTER_FILES, MODEL_FILES, LoadError, OfflineError, download, is_cached
 from deltamem_chat.aliases import ALIASES
 from deltamem_chat.commands.options import fail
 
@@ -48,6 +48,10 @@ def download_command(
         if entry.adapter:
             out.print(f"adapter {entry.adapter}: {download(entry.adapter, 'adapter', ADAPTER_FILES)}")
         out.print(f"base model {entry.base}: {download(entry.base, 'base model', MODEL_FILES)}")
+    except OfflineError as exc:
+        raise fail(f"{exc.what} {exc.repo} cannot be downloaded: the hub cannot be reached from here (no network, "
+                   f"or HF_HUB_OFFLINE is set); run `deltamem-chat download {alias}` again where there is a "
+                   "network") from None
     except LoadError as exc:
         raise fail(str(exc)) from None
 

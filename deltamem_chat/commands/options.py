@@ -12,7 +12,7 @@ from rich.console import Console
 
 from deltamem.context import ContextPolicy, PolicyError
 from deltamem.runtime.contract import GenerationSettings, SessionIdentity
-from deltamem_chat.aliases import AliasError, Models, resolve_models
+from deltamem_chat.aliases import AliasError, Models, default_adapter, resolve_models
 
 if TYPE_CHECKING:
     from deltamem.runtime.loading import LoadedModel
@@ -21,6 +21,9 @@ if TYPE_CHECKING:
 
 AdapterOpt = Annotated[str, typer.Option("--adapter", "-a", help="δ-mem adapter: an alias (see `deltamem-chat "
                                          "models`), a local folder or a hub id.")]
+DefaultAdapterOpt = Annotated[str | None, typer.Option(
+    "--adapter", "-a", show_default=False, help="δ-mem adapter: an alias (see `deltamem-chat models`), a local folder "
+    "or a hub id (default: qwen3-4b when it is downloaded, else the offline demo).")]
 BaseOpt = Annotated[str | None, typer.Option("--base", help="Base model: alias, folder or hub id (default: the "
                                              "adapter alias's base).")]
 DeviceOpt = Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cuda:N.")]
@@ -106,8 +109,13 @@ def settings_from(max_new_tokens: int, temperature: float, top_p: float, top_k: 
                               seed=seed)
 
 
-def resolve_or_exit(adapter: str, base: str | None) -> Models:
-    """What `--adapter` and `--base` name (aliases resolved, once), or print why nothing and exit."""
+def resolve_or_exit(adapter: str | None, base: str | None) -> Models:
+    """What `--adapter` and `--base` name (aliases resolved, once), or print why nothing and exit. No `--adapter`:
+    the released model where it is downloaded, else the demo, with a note saying so."""
+    if adapter is None:
+        adapter, note = default_adapter()
+        if note:
+            err.print(f"[yellow]note:[/] {note}", highlight=False, soft_wrap=True)
     try:
         return resolve_models(adapter, base)
     except AliasError as exc:
@@ -128,12 +136,23 @@ def remote_or_exit(url: str, api_key: str | None, policy: ContextPolicy | None
 
 def load_or_exit(models: Models, device: str, dtype: str, attn: str, quantize: str = "none") -> LoadedModel:
     """Load the model, or print why not and exit non-zero."""
+    from transformers.utils import logging as transformers_logging
+
+    from deltamem.hub import OfflineError
     from deltamem.runtime.loading import LoadError, load
 
+    # transformers' own "Loading weights" bar would stay in the terminal above the screen; the spinner says it.
+    transformers_logging.disable_progress_bar()
     try:
         with err.status(f"loading {models.alias.name if models.alias else models.adapter} …"):
             loaded = load(models.adapter, models.base, device=device, dtype=dtype, attn=attn, names=models.names,
                           quantize=quantize)
+    except OfflineError as exc:
+        if models.alias is None:
+            raise fail(str(exc)) from None
+        raise fail(f"{exc.what} {exc.repo} of {models.alias.name} is not downloaded and the hub cannot be reached: "
+                   f"run `deltamem-chat download {models.alias.name}` where there is a network, or "
+                   f"`deltamem-chat --adapter demo` for the offline demo") from None
     except LoadError as exc:
         raise fail(str(exc)) from None
     for note in loaded.notes:

@@ -11,11 +11,11 @@ from rich.console import Console
 from deltamem.context import ContextPolicy
 from deltamem.runtime.contract import DELTA, FROZEN, Engine, GenerationSettings, SessionIdentity
 from deltamem_chat.commands.options import (
-    AdapterOpt,
     ApiKeyOpt,
     AttnOpt,
     BaseOpt,
     DatesOpt,
+    DefaultAdapterOpt,
     DeviceOpt,
     DtypeOpt,
     LanesOpt,
@@ -84,7 +84,7 @@ def register(app: typer.Typer) -> None:
                                                       "standard output, with --headless).")] = None,
         regenerate: Annotated[bool, typer.Option("--regenerate/--teacher-forced", help="Let each lane write its "
                                                  "own assistant turns instead of feeding the recorded ones.")] = False,
-        adapter: AdapterOpt = "qwen3-4b",
+        adapter: DefaultAdapterOpt = None,
         base: BaseOpt = None,
         context: PolicyOpt = None,
         lanes: LanesOpt = "batched",

@@ -12,6 +12,7 @@ from rich.table import Table
 
 from deltamem import __version__
 from deltamem.files import atomic_write_text
+from deltamem.runtime.contract import LANE_TITLES
 from deltamem_chat.replay.runner import ReplayRunner
 from deltamem_chat.text import one_line
 
@@ -105,8 +106,8 @@ def to_markdown(report: dict[str, Any], picture: str | None = None) -> str:
               f"({summary['budget']['status']})", "",
               "| lane | recall | mean F1 | probes | written tokens |", "|---|---|---|---|---|"]
     for name, lane in summary["lanes"].items():
-        lines.append(f"| {name} | {lane['recall']:.3f} | {lane['mean_f1']:.3f} | {lane['probes']} | "
-                     f"{lane['written_tokens']:,} |")
+        lines.append(f"| {LANE_TITLES.get(name, name)} | {lane['recall']:.3f} | {lane['mean_f1']:.3f} | "
+                     f"{lane['probes']} | {lane['written_tokens']:,} |")
     if picture:
         lines += ["", "## Memory", "", f"![The memory over the replay: per-layer state norms, mean β, ‖Δo‖/‖o‖ and "
                                        f"the writes against the horizon]({picture})"]
@@ -117,18 +118,19 @@ def to_markdown(report: dict[str, Any], picture: str | None = None) -> str:
         lines += [f"### {probe['index'] + 1}. {probe['question']}{mark}", "", f"Expected: **{probe['expected']}**", ""]
         for lane, answer in probe["answers"].items():
             verdict = "hit" if answer["hit"] else "miss"
-            lines.append(f"- {lane}: {verdict}, F1 {answer['f1']:.2f}: {one_line(answer['answer'], 160)}")
+            lines.append(f"- {LANE_TITLES.get(lane, lane)}: {verdict}, F1 {answer['f1']:.2f}: "
+                         f"{one_line(answer['answer'], 160)}")
         lines.append("")
     return "\n".join(lines)
 
 
 def summary_table(report: dict[str, Any]) -> Table:
-    """The end-of-replay table for the terminal."""
+    """The end-of-replay table for the terminal, the lanes titled as the screens title them."""
     table = Table(title="Recall probes" + (" (partial)" if report["partial"] else ""))
     for column in ("lane", "recall", "mean F1", "probes", "written tokens"):
         table.add_column(column, justify="left" if column == "lane" else "right")
     for name, lane in report["summary"]["lanes"].items():
-        table.add_row(name, f"{lane['recall']:.3f}", f"{lane['mean_f1']:.3f}", str(lane["probes"]),
-                      f"{lane['written_tokens']:,}")
+        table.add_row(LANE_TITLES.get(name, name), f"{lane['recall']:.3f}", f"{lane['mean_f1']:.3f}",
+                      str(lane["probes"]), f"{lane['written_tokens']:,}")
     return table
 

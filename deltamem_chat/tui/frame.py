@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import ClassVar, Generic, TypeVar
 
-from textual import work
+from textual import events, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal
@@ -34,6 +34,10 @@ from deltamem_chat.tui.widgets import BudgetMeter, LanePane, MemoryPanel, Status
 
 #: How often streamed text reaches the screen (seconds): fast enough to look live, slow enough to keep typing smooth.
 FRAME_S = 0.05
+
+#: Below this many columns the footer is compact; below this many rows the meter and the status take a line each.
+NARROW_COLUMNS = 100
+SHORT_ROWS = 30
 
 
 @dataclass
@@ -68,7 +72,7 @@ class LanesScreen(Screen[None], Generic[JobT]):
     """Status bar, a pane per lane of the engine, the write meter, and one job at a time on a worker thread."""
 
     COMMANDS = {PaletteCommands}
-    BINDINGS = [Binding("ctrl+g", "toggle_memory", "memory", show=False, priority=True)]
+    BINDINGS = [Binding("f7", "toggle_memory", "memory", show=False, priority=True, id="memory")]
     #: The view's command palette entries.
     PALETTE: ClassVar[tuple[PaletteEntry, ...]] = ()
     #: Actions that read or change the engine: unavailable while a job runs.
@@ -113,6 +117,12 @@ class LanesScreen(Screen[None], Generic[JobT]):
         self._pump = self.set_interval(FRAME_S, self._drain, pause=True)
         self.show_budget(self.engine_written(), 0, {})
 
+    def on_resize(self, event: events.Resize) -> None:
+        """A small terminal keeps every pane some rows and the footer its keys (see app.tcss)."""
+        self.set_class(event.size.height < SHORT_ROWS, "-short")
+        self.set_class(event.size.width < NARROW_COLUMNS, "-narrow")
+        self.query_one(Footer).compact = event.size.width < NARROW_COLUMNS
+
     @property
     def status(self) -> StatusBar:
         return self.query_one(StatusBar)
@@ -133,6 +143,10 @@ class LanesScreen(Screen[None], Generic[JobT]):
     def panes(self) -> dict[str, LanePane]:
         """Each lane's pane, by lane name, in the engine's order."""
         return {pane.lane: pane for pane in self.query_one("#lanes", Horizontal).query_children(LanePane)}
+
+    def palette_entries(self) -> tuple[PaletteEntry, ...]:
+        """What the command palette offers on this view (those it can run now are shown)."""
+        return self.PALETTE
 
     # ------------------------------------------------------------------------------------------ jobs
     @property
@@ -179,7 +193,7 @@ class LanesScreen(Screen[None], Generic[JobT]):
             self.job.cancel.set()
 
     # ------------------------------------------------------------------------------------------ feed
-    def _drain(self) -> None:
+    async def _drain(self) -> None:
         """Apply what the worker did since the last frame."""
         job = self.job
         if job is None:
@@ -187,7 +201,7 @@ class LanesScreen(Screen[None], Generic[JobT]):
         panes = self.panes
         for item in self.feed.drain():
             if isinstance(item, TextDelta):
-                panes[item.lane].append(item.text)
+                await panes[item.lane].append(item.text)
                 if item.lane == self.METER_LANE:
                     job.streamed += item.tokens
             elif isinstance(item, JobFailed):
@@ -261,6 +275,6 @@ class LanesScreen(Screen[None], Generic[JobT]):
         job.written_before, job.streamed = written, 0
 
     def report_error(self, title: str, error: BaseException) -> None:
-        """An error as a notification: the message is the user's to read, the app keeps running."""
-        message = str(error) or type(error).__name__
-        self.notify(f"{type(error).__name__}: {message}", title=title, severity="error", timeout=12, markup=False)
+        """An error as a notification: the message is the user's sentence (never a class name); the app runs on."""
+        message = str(error).strip() or "it stopped without saying why"
+        self.notify(message, title=title, severity="error", timeout=12, markup=False)

@@ -140,7 +140,7 @@ class ReplayScreen(LanesScreen[Command]):
     def _jump(self, answer: str | None) -> None:
         if answer is None or self.busy:
             return
-        target = int(answer) if answer.isdigit() else -1
+        target = int(answer) if answer.isascii() and answer.isdigit() else -1  # not '²', which int refuses
         if not 0 <= target <= self.total:
             self.notify(f"Not an item number: {answer!r} (0 to {self.total}).", severity="warning", markup=False)
             return
@@ -256,8 +256,7 @@ class ReplayScreen(LanesScreen[Command]):
             elif self.regenerate:
                 pane.start_reply()
             else:
-                pane.start_reply()
-                pane.append(record.text)
+                pane.start_reply(record.text)
                 pane.finish_reply(None, verdict="recorded, fed as written")
                 pane.mark("recorded")
 

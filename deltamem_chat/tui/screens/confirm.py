@@ -1,4 +1,4 @@
-"""A yes-or-no question before something that cannot be undone (deleting a session): y or Enter, n or Escape."""
+"""A yes/no question before something that cannot be undone (dropping an unsaved conversation, overwriting a file)."""
 
 from __future__ import annotations
 
@@ -11,20 +11,32 @@ from textual.widgets import Button, Static
 
 
 class ConfirmDialog(ModalScreen[bool]):
-    """Dismisses with True only when the user says yes; the default button is No."""
+    """Dismisses with True for y (or the first button), False for n, Escape or the second button."""
 
     DEFAULT_CSS = """
-    ConfirmDialog { align: center middle; }
+    ConfirmDialog {
+        align: center middle;
+    }
+
     ConfirmDialog .dialog {
         width: 64;
+        max-width: 100%;
         height: auto;
         border: round $warning;
         border-title-style: bold;
         background: $surface;
         padding: 1 2;
     }
-    ConfirmDialog .dialog .buttons { height: auto; margin-top: 1; align-horizontal: right; }
-    ConfirmDialog .dialog Button { margin-left: 1; }
+
+    ConfirmDialog .dialog .buttons {
+        height: auto;
+        margin-top: 1;
+        align-horizontal: right;
+    }
+
+    ConfirmDialog .dialog Button {
+        margin-left: 1;
+    }
     """
 
     BINDINGS = [Binding("y", "answer(True)", "yes"), Binding("n,escape", "answer(False)", "no")]
@@ -38,13 +50,10 @@ class ConfirmDialog(ModalScreen[bool]):
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog") as dialog:
             dialog.border_title = self.dialog_title
-            yield Static(Content(self.question))
+            yield Static(Content(self.question), classes="question")
             with Horizontal(classes="buttons"):
-                yield Button(self.yes, variant="error", id="yes")
-                yield Button("No", variant="primary", id="no")
-
-    def on_mount(self) -> None:
-        self.query_one("#no", Button).focus()
+                yield Button(f"{self.yes} (y)", variant="warning", id="yes")
+                yield Button("Cancel (n)", id="no")
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
         event.stop()

@@ -1,8 +1,8 @@
 """One lane's conversation: a scrollable column of user messages and replies, streamed into as tokens arrive.
 
 Reusable outside the chat (the replay screen drives it the same way): `add_user`, `start_reply`, `append`,
-`finish_reply`, `mark`. Model text is shown as plain text, never parsed as markup, so a reply is exactly what the
-model said.
+`finish_reply`, `mark`. Replies are Markdown (`Reply`), or their raw text on `set_raw`; nothing the model says is
+ever parsed as Textual markup.
 """
 
 from __future__ import annotations
@@ -12,24 +12,11 @@ from textual.content import Content
 from textual.widgets import Static
 
 from deltamem.runtime.contract import TurnStats
+from deltamem_chat.tui.diff import Span
+from deltamem_chat.tui.widgets.reply import Reply
 
 #: How much of a very long user message a pane shows (the lanes read it all).
 SHOWN_CHARS = 2_000
-
-
-class Reply(Static):
-    """An assistant reply; its text grows while it streams."""
-
-    def __init__(self, text: str = "") -> None:
-        super().__init__(Content(text), classes="reply")
-        self.text = text
-
-    def set_text(self, text: str) -> None:
-        self.text = text
-        self.update(Content(text))
-
-    def append(self, text: str) -> None:
-        self.set_text(self.text + text)
 
 
 class LanePane(VerticalScroll):
@@ -112,6 +99,7 @@ class LanePane(VerticalScroll):
         self.border_title = title
         self._reply: Reply | None = None
         self._last: Reply | None = None
+        self.raw = False
 
     def on_mount(self) -> None:
         # Anchored: stays at the bottom as text arrives, until the reader scrolls up (and again once back down).
@@ -135,20 +123,20 @@ class LanePane(VerticalScroll):
 
     def add_assistant(self, text: str) -> None:
         """A finished reply without stats (a loaded session, a recorded transcript)."""
-        self._last = Reply(text)
+        self._last = Reply(text, raw=self.raw)
         self.mount(self._last)
 
     def add_note(self, text: str) -> None:
         """A line about the conversation rather than in it (memory reset, lane paused)."""
         self.mount(Static(Content(text), classes="note"))
 
-    def start_reply(self) -> None:
-        self._reply = self._last = Reply()
+    def start_reply(self, text: str = "") -> None:
+        self._reply = self._last = Reply(text, raw=self.raw, streaming=True)
         self.mount(self._reply)
 
-    def append(self, text: str) -> None:
+    async def append(self, text: str) -> None:
         if self._reply is not None and text:
-            self._reply.append(text)
+            await self._reply.append(text)
 
     def finish_reply(self, stats: TurnStats | None, verdict: str | None = None, *, text: str | None = None) -> None:
         """Close the open reply with its stats line; a cancelled reply keeps its text and is marked so.
@@ -158,8 +146,7 @@ class LanePane(VerticalScroll):
         if self._reply is None:
             return
         reply, self._reply = self._reply, None
-        if text is not None and text != reply.text:
-            reply.set_text(text)
+        reply.finish(text)
         parts = []
         if stats is not None:
             parts.append(f"{stats.tokens} tokens")
@@ -185,6 +172,32 @@ class LanePane(VerticalScroll):
     def clear(self) -> None:
         self._reply = self._last = None
         self.remove_children()
+
+    def drop_last_turn(self) -> None:
+        """Remove the latest user message and everything after it (a turn about to be asked again)."""
+        children = list(self.children)
+        users = [index for index, child in enumerate(children) if child.has_class("user")]
+        if not users:
+            return
+        self.remove_children(children[users[-1]:])
+        self._reply = None
+        replies = [child for child in children[:users[-1]] if isinstance(child, Reply)]
+        self._last = replies[-1] if replies else None
+
+    def set_raw(self, raw: bool) -> None:
+        """Show every reply as raw text (True) or as Markdown."""
+        self.raw = raw
+        for reply in self.query(Reply):
+            reply.set_raw(raw)
+
+    def mark_last(self, marks: list[Span] | None) -> None:
+        """Diff marks on the latest reply (None: no diff view)."""
+        if self._last is not None:
+            self._last.set_marks(marks)
+
+    def clear_marks(self) -> None:
+        for reply in self.query(Reply):
+            reply.set_marks(None)
 
     def set_paused(self, paused: bool) -> None:
         """Show that this lane sits out the coming turns."""

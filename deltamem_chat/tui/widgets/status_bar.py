@@ -20,7 +20,8 @@ def speed(stats: TurnStats | None) -> str:
 
 
 class StatusBar(Widget):
-    """Two lines: the run's identity (`info`, in order), then each lane's last tokens/s and time to first token.
+    """Two lines: the run's identity (`info`, in order), then each lane's last tokens/s and time to first token and
+    a note.
 
     With the `-clipped` class, a line too long for the screen ends in an ellipsis instead of wrapping.
     """
@@ -45,6 +46,7 @@ class StatusBar(Widget):
         self.titles = dict(lanes)
         self.stats: dict[str, TurnStats | None] = dict.fromkeys(lanes)
         self.paused: set[str] = set()
+        self.note = ""  # after the lanes' speeds (the chat's vote tally)
 
     def set_info(self, key: str, value: str) -> None:
         self.info[key] = value
@@ -56,6 +58,10 @@ class StatusBar(Widget):
 
     def set_lane(self, lane: str, stats: TurnStats | None) -> None:
         self.stats[lane] = stats
+        self.refresh()
+
+    def set_note(self, note: str) -> None:
+        self.note = note
         self.refresh()
 
     def set_paused(self, lane: str, paused: bool) -> None:
@@ -73,4 +79,6 @@ class StatusBar(Widget):
         for index, (lane, title) in enumerate(self.titles.items()):
             shown = "paused" if lane in self.paused else speed(self.stats[lane])
             parts.extend(["    " if index else "", (f"{title} ", "bold $accent"), shown])
+        if self.note:
+            parts.extend(["    ", (self.note, "dim")])
         return Content.assemble(*parts)
