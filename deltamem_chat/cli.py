@@ -17,21 +17,25 @@ from deltamem_chat.commands.options import (
     AdapterOpt,
     AttnOpt,
     BaseOpt,
+    BatchingOpt,
     DeviceOpt,
     DtypeOpt,
     LanesOpt,
     MaxTokensOpt,
     PolicyOpt,
     QuantizeOpt,
+    RetrievalOpt,
     SeedOpt,
     TemperatureOpt,
     TopKOpt,
     TopPOpt,
+    batching_mode,
     fail,
-    lanes_mode,
+    lanes_named,
     load_or_exit,
     policy_for,
     resolve_or_exit,
+    retrieval_from,
     settings_from,
 )
 
@@ -55,7 +59,9 @@ def chat(
     adapter: AdapterOpt = "qwen3-4b",
     base: BaseOpt = None,
     context: PolicyOpt = None,
-    lanes: LanesOpt = "batched",
+    lanes: LanesOpt = None,
+    batching: BatchingOpt = "batched",
+    retrieval: RetrievalOpt = "k=3,tokens=auto",
     device: DeviceOpt = "auto",
     dtype: DtypeOpt = "auto",
     attn: AttnOpt = "auto",
@@ -73,7 +79,8 @@ def chat(
     """Chat with the frozen model and its δ-mem twin side by side (when no sub-command is given)."""
     if ctx.invoked_subcommand is not None:
         return
-    batched = lanes_mode(lanes)
+    batched = batching_mode(batching)
+    names, retrieved = lanes_named(lanes), retrieval_from(retrieval)
     if read is not None:
         from deltamem_chat.documents import DocumentError, read_document
 
@@ -88,7 +95,7 @@ def chat(
     from deltamem_chat.tui import run_chat
 
     intro = models.alias.intro_for(policy) if models.alias is not None else None
-    raise typer.Exit(run_chat(loaded, policy, settings, batched, intro, read))
+    raise typer.Exit(run_chat(loaded, policy, settings, batched, intro, read, lanes=names, retrieval=retrieved))
 
 
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True, "help_option_names": []})

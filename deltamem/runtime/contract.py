@@ -86,6 +86,7 @@ class TurnStats:
     #: Retrieval lanes: the messages put back into the prompt, in order, each {"index", "role", "content"}
     #: (index: the message's place in the lane's conversation).
     retrieved: list[dict[str, Any]] = field(default_factory=list)
+    window_start: int | None = None  # the index of the first message of the prompt's window after the system prompt
 
     def to_dict(self) -> dict[str, Any]:
         return {**self.__dict__, "retrieved": [dict(r) for r in self.retrieved]}

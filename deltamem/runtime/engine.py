@@ -365,7 +365,7 @@ class ABEngine:
         plans = [self._plan(lane, w, prompt, generate, group.cache is not None)
                  for lane, w, prompt in zip(lanes, windows, prompts)]
         for reply, plan in zip(replies, plans):
-            reply.stats.rebuilt = plan.rebuilt
+            reply.stats.rebuilt, reply.stats.window_start = plan.rebuilt, plan.window_start
         generate = generate and not stopped
         self._load_lanes(lanes)
         try:

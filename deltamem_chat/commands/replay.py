@@ -9,11 +9,13 @@ import typer
 from rich.console import Console
 
 from deltamem.context import ContextPolicy
-from deltamem.runtime.contract import DELTA, FROZEN, GenerationSettings, SessionIdentity
+from deltamem.retrieval import RetrievalSettings
+from deltamem.runtime.contract import DELTA, LANE_NAMES, GenerationSettings, SessionIdentity
 from deltamem_chat.commands.options import (
     AdapterOpt,
     AttnOpt,
     BaseOpt,
+    BatchingOpt,
     DatesOpt,
     DeviceOpt,
     DtypeOpt,
@@ -22,17 +24,20 @@ from deltamem_chat.commands.options import (
     PolicyOpt,
     ProtocolOpt,
     QuantizeOpt,
+    RetrievalOpt,
     SeedOpt,
     TemperatureOpt,
     TopKOpt,
     TopPOpt,
+    batching_mode,
     dates_on,
     fail,
-    lanes_mode,
+    lanes_named,
     load_or_exit,
     policy_for,
     protocol_named,
     resolve_or_exit,
+    retrieval_from,
     settings_from,
 )
 from deltamem_chat.outputs import STDOUT, check_output, is_stdout
@@ -43,14 +48,15 @@ if TYPE_CHECKING:
 
 
 def replay_config(transcript: Transcript, loaded: LoadedModel, policy: ContextPolicy, settings: GenerationSettings,
-                  *, batched: bool, regenerate: bool, ab: bool, dates: bool, protocol: str) -> dict:
+                  *, batched: bool, regenerate: bool, lanes: tuple[str, ...], retrieval: RetrievalSettings,
+                  dates: bool, protocol: str) -> dict:
     """The `config` block of a replay report."""
     return {
         "transcript": str(transcript.path), "title": transcript.meta.title,
         "base": loaded.base, "adapter": loaded.adapter, "context_policy": str(policy),
         "device": loaded.choice.device, "dtype": str(loaded.choice.dtype).removeprefix("torch."),
-        "attn": loaded.choice.attn, "lanes": [FROZEN, DELTA] if ab else [DELTA],
-        "lanes_mode": "batched" if batched else "sequential",
+        "attn": loaded.choice.attn, "lanes": list(lanes),
+        "batching": "batched" if batched else "sequential", "retrieval": str(retrieval),
         "assistant_turns": "regenerated" if regenerate else "teacher-forced", "dates": "on" if dates else "off",
         "protocol": protocol,
         "seed": settings.seed, "max_new_tokens": settings.max_new_tokens, "temperature": settings.temperature,
@@ -65,7 +71,7 @@ def register(app: typer.Typer) -> None:
     def replay(
         file: Annotated[Path, typer.Argument(help="Transcript (.jsonl) to replay; see docs/transcripts.md.")],
         ab: Annotated[bool, typer.Option("--ab/--delta-only", help="Run the frozen lane beside the δ-mem lane "
-                                         "(without --ab only the δ-mem lane runs).")] = False,
+                                         "(without --ab only the δ-mem lane runs; --lanes chooses any).")] = False,
         headless: Annotated[bool, typer.Option("--headless", help="No screen: progress bar, table, reports.")] = False,
         report: Annotated[Path | None, typer.Option("--report", help="Write the JSON report here (- : standard "
                                                     "output, with --headless). A report that cannot be written "
@@ -77,7 +83,9 @@ def register(app: typer.Typer) -> None:
         adapter: AdapterOpt = "qwen3-4b",
         base: BaseOpt = None,
         context: PolicyOpt = None,
-        lanes: LanesOpt = "batched",
+        lanes: LanesOpt = None,
+        batching: BatchingOpt = "batched",
+        retrieval: RetrievalOpt = "k=3,tokens=auto",
         device: DeviceOpt = "auto",
         dtype: DtypeOpt = "auto",
         attn: AttnOpt = "auto",
@@ -90,7 +98,8 @@ def register(app: typer.Typer) -> None:
         dates: DatesOpt = "on",
         protocol: ProtocolOpt = "ours",
     ) -> None:
-        """Replay a transcript turn by turn through the frozen and δ-mem lanes and score its recall probes."""
+        """Replay a transcript turn by turn through the lanes (frozen and δ-mem, or those --lanes names) and score
+        its recall probes."""
         try:
             transcript = load_transcript(file)
         except TranscriptError as exc:
@@ -103,7 +112,9 @@ def register(app: typer.Typer) -> None:
                 raise fail(problem)
         if is_stdout(report) and is_stdout(markdown):
             raise fail(f"--report and --markdown cannot both be {STDOUT}: name a file for one of them")
-        batched = lanes_mode(lanes)
+        batched = batching_mode(batching)
+        names = lanes_named(lanes, LANE_NAMES if ab else (DELTA,))
+        retrieved = retrieval_from(retrieval)
         with_dates = dates_on(dates)
         scoring = protocol_named(protocol)
         models = resolve_or_exit(adapter, base)
@@ -113,12 +124,12 @@ def register(app: typer.Typer) -> None:
         from deltamem.runtime.engine import ABEngine
         from deltamem_chat.replay import ReplayRunner, run_headless
 
-        engine = ABEngine(loaded.model, loaded.tokenizer, policy=policy, batched=batched)
-        runner = ReplayRunner(engine, transcript, settings=settings, regenerate=regenerate,
-                              lanes=[FROZEN, DELTA] if ab else [DELTA], dates=with_dates,
+        engine = ABEngine(loaded.model, loaded.tokenizer, policy=policy, batched=batched, lanes=names,
+                          retrieval=retrieved)
+        runner = ReplayRunner(engine, transcript, settings=settings, regenerate=regenerate, dates=with_dates,
                               protocol=scoring)
-        config = replay_config(transcript, loaded, policy, settings, batched=batched, regenerate=regenerate, ab=ab,
-                               dates=with_dates, protocol=scoring.name)
+        config = replay_config(transcript, loaded, policy, settings, batched=batched, regenerate=regenerate,
+                               lanes=names, retrieval=retrieved, dates=with_dates, protocol=scoring.name)
         if headless:
             _, completed, problems = run_headless(runner, config, report_path=report, markdown_path=markdown,
                                                   console=Console(stderr=True))

@@ -17,6 +17,7 @@ from rich.progress import (
 )
 
 from deltamem.context import ContextPolicy
+from deltamem.retrieval import RetrievalSettings
 from deltamem.runtime.contract import GenerationSettings
 from deltamem.runtime.engine import ABEngine
 from deltamem.runtime.loading import LoadedModel
@@ -36,7 +37,8 @@ def run_unit(loaded: LoadedModel, unit: Unit, transcript: Transcript, settings: 
     """Replay one transcript under one condition in a fresh engine; the unit's result as plain data."""
     start = time.perf_counter()
     engine = ABEngine(loaded.model, loaded.tokenizer, policy=ContextPolicy.parse(unit.condition),
-                      batched=settings.batching == "batched")
+                      batched=settings.batching == "batched", lanes=settings.lanes,
+                      retrieval=RetrievalSettings.parse(settings.retrieval))
     runner = ReplayRunner(engine, transcript, settings=generation(settings), lanes=list(settings.lanes),
                           dates=settings.dates, protocol=protocol)
     runner.run(advance)
