@@ -18,11 +18,12 @@ from rich.progress import (
 
 from deltamem.context import ContextPolicy
 from deltamem.retrieval import RetrievalSettings
-from deltamem.runtime.contract import GenerationSettings
+from deltamem.runtime.contract import GenerationSettings, has_retrieval
 from deltamem.runtime.engine import ABEngine
 from deltamem.runtime.loading import LoadedModel
 from deltamem_chat.eval.plan import EvalSettings, Unit
 from deltamem_chat.replay import ReplayRunner
+from deltamem_chat.replay.runner import LaneStep
 from deltamem_chat.scoring import ProbeOutcome, ScoringProtocol
 from deltamem_chat.transcripts import Probe, Transcript, load_transcript
 
@@ -48,10 +49,18 @@ def run_unit(loaded: LoadedModel, unit: Unit, transcript: Transcript, settings: 
             continue
         probe = transcript.items[record.index]
         assert isinstance(probe, Probe)
-        probes.append(probe_result(probe, record.text, record.outcome))
+        probes.append({**probe_result(probe, record.text, record.outcome),
+                       **_retrieval(probe, record.lanes)})
     return {"unit": unit.key, "transcript": unit.transcript, "condition": unit.condition, "probes": probes,
             "written": {lane: engine.lane(lane).written_total for lane in settings.lanes},
             "seconds": round(time.perf_counter() - start, 3)}
+
+
+def _retrieval(probe: Probe, lanes: dict[str, LaneStep]) -> dict[str, Any]:
+    """The retrieval lanes' part of a probe's record: the evidence message and whether each lane retrieved it."""
+    found = {lane: {"evidence": step.evidence, "retrieved": [r["message"] for r in step.retrieved]}
+             for lane, step in lanes.items() if has_retrieval(lane)}
+    return {"depends_on": probe.depends_on, "retrieval": found} if found else {}
 
 
 def probe_result(probe: Probe, asked: str, outcome: ProbeOutcome) -> dict[str, Any]:
