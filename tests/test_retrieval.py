@@ -18,6 +18,7 @@ from deltamem.retrieval import (
 from deltamem.runtime.contract import ALL_LANES, GenerationSettings, LaneDone, TurnDone, parse_lanes
 from deltamem_chat.transcripts import Message, Probe, load_transcript
 from tests.conftest import make_engine
+from tests.tui_harness import one_torch_thread  # noqa: F401 (an autouse fixture: the tiny model wants one thread)
 
 ROOT = Path(__file__).resolve().parent.parent
 FACTS = ["My cat is called Pixel.", "I live in Lisbon.", "The sky was grey.", "My sister plays cello.",
