@@ -128,3 +128,13 @@ def test_delta_rag_writes_each_token_once() -> None:
     assert any(t["delta+rag"].stats.retrieved for t in turns)
     assert [t["delta+rag"].stats.written for t in turns] == [t["delta"].stats.written for t in turns]
     assert engine.lane("delta+rag").written_total == engine.lane("delta").written_total > 0
+
+
+@pytest.mark.parametrize("option", [["--lanes", "frozen,memory"], ["--batching", "rows"], ["--retrieval", "k=0"]])
+def test_lane_options_are_refused_in_one_sentence_before_loading(option: list[str]) -> None:
+    from typer.testing import CliRunner
+
+    from deltamem_chat.cli import app
+
+    result = CliRunner().invoke(app, ["replay", str(ROOT / "transcripts" / "demo_1.jsonl"), "--headless", *option])
+    assert result.exit_code == 2 and option[0] in result.output and "Traceback" not in result.output
