@@ -202,17 +202,19 @@ def test_chat_command_opens_the_tui_on_the_loaded_model(tiny_model_dirs, monkeyp
 
     seen = {}
 
-    def fake_run_chat(loaded, policy, settings, batched, intro, read):
+    def fake_run_chat(loaded, policy, settings, batched, intro, read, *, lanes, retrieval):
         seen.update(base=loaded.base, policy=str(policy), batched=batched, tokens=settings.max_new_tokens,
-                    intro=intro)
+                    intro=intro, lanes=lanes, retrieval=str(retrieval))
         return 0
 
     monkeypatch.setattr(tui, "run_chat", fake_run_chat)
     base, adapter = tiny_model_dirs
     result = CliRunner().invoke(app, ["--adapter", str(adapter), "--base", str(base), "--device", "cpu",
-                                      "--context", "window:300", "--batching", "sequential", "--max-new-tokens", "9"])
+                                      "--context", "window:300", "--batching", "sequential", "--max-new-tokens", "9",
+                                      "--lanes", "frozen,rag", "--retrieval", "k=2,tokens=50"])
     assert result.exit_code == 0, result.output
-    assert seen == {"base": str(base), "policy": "window:300", "batched": False, "tokens": 9, "intro": None}
+    assert seen == {"base": str(base), "policy": "window:300", "batched": False, "tokens": 9, "intro": None,
+                    "lanes": ("frozen", "rag"), "retrieval": "k=2,tokens=50"}
     for context, shown in (([], True), (["--context", "full"], False)):
         result = CliRunner().invoke(app, ["--adapter", "demo", "--device", "cpu", *context])
         assert result.exit_code == 0, result.output
