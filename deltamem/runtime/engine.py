@@ -360,6 +360,8 @@ class ABEngine:
         replies = [_Reply(TurnStats(retrieved=[{k: r[k] for k in ("index", "role", "content")}
                                                for r in prompt.retrieved])) for prompt in prompts]
         yield from self._read_long(lanes, replies, cancel)
+        # A long message read into memory now counts as read: where the prompts' read part ends has moved.
+        prompts = [self._prompt(lane, w, generate) for lane, w in zip(lanes, windows)]
         stopped = cancel is not None and cancel.is_set() and any(
             r.stats.long_read < r.stats.long_total for r in replies)
         plans = [self._plan(lane, w, prompt, generate, group.cache is not None)
