@@ -17,6 +17,7 @@ from deltamem_chat.commands.options import (
     ApiKeyOpt,
     AttnOpt,
     BaseOpt,
+    BatchingOpt,
     DefaultAdapterOpt,
     DeviceOpt,
     DtypeOpt,
@@ -24,17 +25,20 @@ from deltamem_chat.commands.options import (
     MaxTokensOpt,
     PolicyOpt,
     QuantizeOpt,
+    RetrievalOpt,
     SeedOpt,
     ServerOpt,
     TemperatureOpt,
     TopKOpt,
     TopPOpt,
+    batching_mode,
     fail,
-    lanes_mode,
+    lanes_named,
     load_or_exit,
     policy_for,
     remote_or_exit,
     resolve_or_exit,
+    retrieval_from,
     settings_from,
 )
 
@@ -58,7 +62,9 @@ def chat(
     adapter: DefaultAdapterOpt = None,
     base: BaseOpt = None,
     context: PolicyOpt = None,
-    lanes: LanesOpt = "batched",
+    lanes: LanesOpt = None,
+    batching: BatchingOpt = "batched",
+    retrieval: RetrievalOpt = "k=3,tokens=auto",
     device: DeviceOpt = "auto",
     dtype: DtypeOpt = "auto",
     attn: AttnOpt = "auto",
@@ -78,7 +84,8 @@ def chat(
     """Chat with the frozen model and its δ-mem twin side by side (when no sub-command is given)."""
     if ctx.invoked_subcommand is not None:
         return
-    batched = lanes_mode(lanes)
+    batched = batching_mode(batching)
+    names, retrieved = lanes_named(lanes), retrieval_from(retrieval)
     if read is not None:
         from deltamem_chat.documents import DocumentError, read_document
 
@@ -100,7 +107,7 @@ def chat(
     from deltamem_chat.tui import run_chat
 
     intro = models.alias.intro_for(policy) if models.alias is not None else None
-    raise typer.Exit(run_chat(loaded, policy, settings, batched, intro, read))
+    raise typer.Exit(run_chat(loaded, policy, settings, batched, intro, read, lanes=names, retrieval=retrieved))
 
 
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True, "help_option_names": []})

@@ -19,6 +19,7 @@ from deltamem.files import atomic_write_text, read_json
 from deltamem.runtime.contract import (
     FROZEN,
     LANE_NAMES,
+    RAG,
     Engine,
     Event,
     GenerationSettings,
@@ -28,6 +29,7 @@ from deltamem.runtime.contract import (
     TokenEvent,
     TurnDone,
     TurnStats,
+    has_retrieval,
 )
 
 #: What every memory lane reports at the end of a turn.
@@ -64,8 +66,9 @@ class ScriptedEngine:
     without, one per character of the message answered and of the answer (and `ingest` one per character read).
     `written` is where the memory lanes' totals start. With `hold`, a turn waits after streaming until `release` (or
     its cancel) is set, so a test sees a fixed mid-stream state; `delay` slows each piece; `fail` is raised once the
-    pieces are out (after the hold). `lanes` names the lanes, every one but `frozen` with memory. `diagnostics` are
-    what the memory lanes report, one per turn in turn (default: `DIAGNOSTICS` every turn).
+    pieces are out (after the hold). `lanes` names the lanes, every one but `frozen` and `rag` with memory; a
+    retrieval lane (`rag`, `delta+rag`) retrieves the conversation's first message once two more follow it.
+    `diagnostics` are what the memory lanes report, one per turn in turn (default: `DIAGNOSTICS` every turn).
     """
 
     batched = True
@@ -74,7 +77,7 @@ class ScriptedEngine:
                  lanes: Sequence[str] = LANE_NAMES, prompt_written: int | None = None, written: int = 0,
                  hold: bool = False, delay: float = 0.0, fail: Exception | None = None,
                  diagnostics: Sequence[Mapping[str, float]] = (DIAGNOSTICS,)) -> None:
-        self.lanes = {name: ScriptedLane(name, memory=name != FROZEN) for name in lanes}
+        self.lanes = {name: ScriptedLane(name, memory=name not in (FROZEN, RAG)) for name in lanes}
         for lane in self.lanes.values():
             lane.written_total = written if lane.memory else 0
         self.policy = ContextPolicy.parse("window:1024")
@@ -98,7 +101,8 @@ class ScriptedEngine:
 
     def lane(self, name: str) -> LaneView:
         lane = self.lanes[name]
-        return LaneView(name, lane.memory, tuple(dict(m) for m in lane.messages), lane.written_total)
+        return LaneView(name, lane.memory, tuple(dict(m) for m in lane.messages), lane.written_total,
+                        has_retrieval(name))
 
     def set_policy(self, policy: ContextPolicy) -> None:
         self.policy = policy
@@ -150,6 +154,8 @@ class ScriptedEngine:
             lane, text = self.lanes[name], "".join(said[name])
             stats = TurnStats(tokens=len(said[name]), ttft_s=0.05, tokens_per_s=25.0, seconds=0.2,
                               cancelled=len(said[name]) < len(planned[name]))
+            if has_retrieval(name) and len(lane.messages) > 2:
+                stats.retrieved = [{"index": 0, **lane.messages[0]}]
             if lane.memory:
                 stats.written = (len(asked) + len(text) if self.prompt_written is None
                                  else self.prompt_written + len(said[name]))

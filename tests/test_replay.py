@@ -34,7 +34,7 @@ def test_headless_ab_replay_writes_the_full_report(tiny_model_dirs, tmp_path: Pa
     report = json.loads(report_path.read_text())
     assert report["partial"] is False
     config = report["config"]
-    for key in ("base", "adapter", "context_policy", "dtype", "seed", "versions", "lanes_mode"):
+    for key in ("base", "adapter", "context_policy", "dtype", "seed", "versions", "batching"):
         assert key in config
     assert config["context_policy"] == "window:1024", "the transcript's suggested context applies"
     assert {"torch", "transformers", "deltamem"} <= set(config["versions"])
@@ -60,11 +60,11 @@ def test_headless_ab_replay_writes_the_full_report(tiny_model_dirs, tmp_path: Pa
 
 
 def test_batched_and_sequential_replays_agree_apart_from_timings(tiny_model_dirs, tmp_path: Path) -> None:
-    first, batched, _ = _replay(tiny_model_dirs, tmp_path, "--ab", "--lanes", "batched", name="b")
-    second, sequential, _ = _replay(tiny_model_dirs, tmp_path, "--ab", "--lanes", "sequential", name="s")
+    first, batched, _ = _replay(tiny_model_dirs, tmp_path, "--ab", "--batching", "batched", name="b")
+    second, sequential, _ = _replay(tiny_model_dirs, tmp_path, "--ab", "--batching", "sequential", name="s")
     assert first.exit_code == second.exit_code == 0
     a, b = (without_timings(json.loads(p.read_text())) for p in (batched, sequential))
-    assert a["config"].pop("lanes_mode") == "batched" and b["config"].pop("lanes_mode") == "sequential"
+    assert a["config"].pop("batching") == "batched" and b["config"].pop("batching") == "sequential"
     assert a == b
 
 
@@ -206,17 +206,19 @@ def test_chat_command_opens_the_tui_on_the_loaded_model(tiny_model_dirs, monkeyp
 
     seen = {}
 
-    def fake_run_chat(loaded, policy, settings, batched, intro, read):
+    def fake_run_chat(loaded, policy, settings, batched, intro, read, *, lanes, retrieval):
         seen.update(base=loaded.base, policy=str(policy), batched=batched, tokens=settings.max_new_tokens,
-                    intro=intro)
+                    intro=intro, lanes=lanes, retrieval=str(retrieval))
         return 0
 
     monkeypatch.setattr(tui, "run_chat", fake_run_chat)
     base, adapter = tiny_model_dirs
     result = CliRunner().invoke(app, ["--adapter", str(adapter), "--base", str(base), "--device", "cpu",
-                                      "--context", "window:300", "--lanes", "sequential", "--max-new-tokens", "9"])
+                                      "--context", "window:300", "--batching", "sequential", "--max-new-tokens", "9",
+                                      "--lanes", "frozen,rag", "--retrieval", "k=2,tokens=50"])
     assert result.exit_code == 0, result.output
-    assert seen == {"base": str(base), "policy": "window:300", "batched": False, "tokens": 9, "intro": None}
+    assert seen == {"base": str(base), "policy": "window:300", "batched": False, "tokens": 9, "intro": None,
+                    "lanes": ("frozen", "rag"), "retrieval": "k=2,tokens=50"}
     for context, shown in (([], True), (["--context", "full"], False)):
         result = CliRunner().invoke(app, ["--adapter", "demo", "--device", "cpu", *context])
         assert result.exit_code == 0, result.output

@@ -30,7 +30,7 @@ from deltamem.runtime.contract import (
 from deltamem.runtime.engine import ABEngine
 from deltamem.runtime.loading import LoadedModel, choose_runtime
 from deltamem.testing import byte_chatml_tokenizer, random_backbone, randomize_adapter
-from deltamem_chat.tui import ChatScreen, DeltaMemApp, Job, LanesScreen, run_chat
+from deltamem_chat.tui import ChatScreen, DeltaMemApp, Job, LanesScreen, panes_intro, run_chat
 from deltamem_chat.tui.export import conversation_markdown
 from deltamem_chat.tui.feed import Feed
 from deltamem_chat.tui.messages import JobEnded, TextDelta
@@ -327,7 +327,7 @@ def test_run_chat_builds_the_engine_and_the_app(monkeypatch: pytest.MonkeyPatch)
     assert chat.engine.policy == ContextPolicy(256) and not chat.engine.batched
     assert chat.identity == SessionIdentity("base/x", "adapter/y") and chat.settings.max_new_tokens == 3
     assert chat.info == {"models": "base/x + adapter/y", "device": "cpu · float32 · sdpa", "policy": "window:256"}
-    assert chat.intro is None
+    assert chat.intro == panes_intro(LANE_NAMES), "the introduction says what each pane has"
 
 
 def test_run_chat_passes_the_intro_to_the_app(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -336,7 +336,8 @@ def test_run_chat_passes_the_intro_to_the_app(monkeypatch: pytest.MonkeyPatch) -
     started: list[DeltaMemApp] = []
     monkeypatch.setattr(DeltaMemApp, "run", lambda app: started.append(app))
     run_chat(loaded, ContextPolicy(48), GenerationSettings(max_new_tokens=3), intro="only δ-mem remembers")
-    assert isinstance(started[0].main, ChatScreen) and started[0].main.intro == "only δ-mem remembers"
+    assert isinstance(started[0].main, ChatScreen)
+    assert started[0].main.intro == panes_intro(LANE_NAMES) + "\n\nonly δ-mem remembers"
 
 
 def test_feed_joins_token_runs_per_lane_in_order() -> None:

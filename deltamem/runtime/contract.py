@@ -16,13 +16,45 @@ from typing import Any, Protocol, runtime_checkable
 
 from deltamem.context import ContextPolicy, WriteBudget
 
-#: The lane names: `frozen` has its memory off (the plain backbone), `delta` has it on.
+#: The lane names, each named by what it has: `frozen` nothing (the plain backbone), `delta` the memory, `rag` the
+#: retrieval of messages the window dropped, `delta+rag` both.
 FROZEN = "frozen"
 DELTA = "delta"
+RAG = "rag"
+DELTA_RAG = "delta+rag"
+ALL_LANES = (FROZEN, DELTA, RAG, DELTA_RAG)
+
+#: The lanes run unless others are asked for.
 LANE_NAMES = (FROZEN, DELTA)
 
 #: How the screens title each lane.
-LANE_TITLES = {FROZEN: "frozen", DELTA: "δ-mem"}
+LANE_TITLES = {FROZEN: "frozen", DELTA: "δ-mem", RAG: "retrieval", DELTA_RAG: "δ-mem + retrieval"}
+
+#: What each lane's pane has, in words (the chat's introduction).
+LANE_HAS = {FROZEN: "the window alone", DELTA: "the window and δ-mem's memory of everything read",
+            RAG: "the window and the dropped messages retrieved back (BM25)",
+            DELTA_RAG: "the window, the memory and the retrieved messages"}
+
+
+def has_memory(lane: str) -> bool:
+    """Whether the lane reads and writes δ-mem's memory."""
+    return "delta" in lane.split("+")
+
+
+def has_retrieval(lane: str) -> bool:
+    """Whether the lane gets the messages its window dropped retrieved back into its prompt."""
+    return "rag" in lane.split("+")
+
+
+def parse_lanes(text: str) -> tuple[str, ...]:
+    """`frozen,delta,rag` as lane names in the order given; ValueError naming what is wrong."""
+    names = tuple(part.strip().lower() for part in text.split(",") if part.strip())
+    unknown = [name for name in names if name not in ALL_LANES]
+    if unknown or not names:
+        raise ValueError(f"lanes {text!r}: choose one to four of {', '.join(ALL_LANES)}, separated by commas")
+    if len(set(names)) != len(names):
+        raise ValueError(f"lanes {text!r} names a lane twice")
+    return names
 
 
 @dataclass(frozen=True)
@@ -51,9 +83,13 @@ class TurnStats:
     reread: int = 0                  # tokens read again with writes off (the template or the window changed them)
     long_read: int = 0               # of a message longer than the window: tokens read into memory in chunks
     long_total: int = 0              # and its length (long_read < long_total: the read was cancelled)
+    #: Retrieval lanes: the messages put back into the prompt, in order, each {"index", "role", "content"}
+    #: (index: the message's place in the lane's conversation).
+    retrieved: list[dict[str, Any]] = field(default_factory=list)
+    window_start: int | None = None  # the index of the first message of the prompt's window after the system prompt
 
     def to_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
+        return {**self.__dict__, "retrieved": [dict(r) for r in self.retrieved]}
 
 
 @dataclass
@@ -104,6 +140,7 @@ class LaneView:
     memory: bool
     messages: tuple[dict[str, str], ...]
     written_total: int
+    retrieval: bool = False
 
 
 @dataclass(frozen=True)
@@ -185,5 +222,6 @@ class Engine(Protocol):
         ...
 
 
-__all__ = ["DELTA", "FROZEN", "LANE_NAMES", "LANE_TITLES", "Engine", "Event", "GenerationSettings", "LaneDone",
-           "LaneView", "ReadProgress", "SessionIdentity", "TokenEvent", "TurnDone", "TurnStats"]
+__all__ = ["ALL_LANES", "DELTA", "DELTA_RAG", "FROZEN", "LANE_HAS", "LANE_NAMES", "LANE_TITLES", "RAG", "Engine",
+           "Event", "GenerationSettings", "LaneDone", "LaneView", "ReadProgress", "SessionIdentity", "TokenEvent",
+           "TurnDone", "TurnStats", "has_memory", "has_retrieval", "parse_lanes"]

@@ -9,6 +9,11 @@ When the new prompt does not extend what a cache holds (a chat template that rew
 does not re-tokenise to the generated ids, a window that slid), the cache is cut back to the longest common prefix
 of the two and the rest is fed: the part that renders messages read before with writes off, only what was never
 read with writes on. So every token is written once and a turn re-reads no more than what changed.
+
+A retrieval lane (`rag`, `delta+rag`) also gets, when a turn answers, the messages its window dropped that BM25
+ranks highest for the latest user message (`deltamem.retrieval`), as one block right after the messages read
+before: the cache of those stays a prefix, and the block counts as read, so a memory lane re-reads it with writes
+off and writes nothing twice. Under `full` nothing is dropped and such a lane reads what the others read.
 """
 
 from __future__ import annotations
@@ -29,8 +34,8 @@ from deltamem.context import ContextPolicy, WriteBudget
 from deltamem.kv_cache import new_cache
 from deltamem.model import DeltaMemModel
 from deltamem.rendering import ChatRenderer, common_prefix
+from deltamem.retrieval import MessageIndex, RetrievalSettings, block_line, block_message, dates_of, fit_block, undated
 from deltamem.runtime.contract import (
-    FROZEN,
     LANE_NAMES,
     Event,
     GenerationSettings,
@@ -41,6 +46,8 @@ from deltamem.runtime.contract import (
     TokenEvent,
     TurnDone,
     TurnStats,
+    has_memory,
+    has_retrieval,
 )
 from deltamem.runtime.lanes import Lane, LaneGroup, LaneSnapshot
 from deltamem.runtime.long_inputs import LongRead, PromptTooLong, check_fits, cut_message, read_into_memory
@@ -67,6 +74,16 @@ class _Plan:
     window_start: int | None
 
 
+@dataclass(frozen=True)
+class _Prompt:
+    """One lane's messages for a turn as its prompt shows them, and how many of the first were read before (the
+    retrieved block, re-read each time and never written, counts as read)."""
+
+    messages: list[dict[str, str]]
+    read: int
+    retrieved: list[dict[str, Any]]
+
+
 @dataclass
 class _Reply:
     """One lane's reply while it is being generated."""
@@ -86,14 +103,16 @@ class ABEngine:
 
     def __init__(self, model: DeltaMemModel, tokenizer, *, policy: ContextPolicy | None = None,
                  budget: WriteBudget | None = None, batched: bool = True, system_prompt: str | None = None,
-                 lanes: Sequence[str] = LANE_NAMES) -> None:
+                 lanes: Sequence[str] = LANE_NAMES, retrieval: RetrievalSettings | None = None) -> None:
         self.model = model
         self.tokenizer = tokenizer
         self.policy = policy or ContextPolicy()
         self.budget = budget or WriteBudget()
         self.batched = batched
         self.system_prompt = system_prompt
-        self.lanes = {name: Lane(name, memory=name != FROZEN) for name in lanes}
+        self.retrieval = retrieval or RetrievalSettings()
+        self.lanes = {name: Lane(name, memory=has_memory(name), retrieval=has_retrieval(name)) for name in lanes}
+        self._indexes = {name: MessageIndex() for name, lane in self.lanes.items() if lane.retrieval}
         self._groups: dict[tuple[str, ...], LaneGroup] = {}
         self._cache_kw = cache_argument(model)
         self._eos = _eos_ids(model, tokenizer)
@@ -111,7 +130,7 @@ class ABEngine:
 
     def lane(self, name: str) -> LaneView:
         lane = self.lanes[name]
-        return LaneView(name, lane.memory, tuple(dict(m) for m in lane.messages), lane.written_total)
+        return LaneView(name, lane.memory, tuple(dict(m) for m in lane.messages), lane.written_total, lane.retrieval)
 
     def save(self, folder: Path, identity: SessionIdentity, extra: dict[str, Any] | None = None) -> Path:
         from deltamem.runtime.session_io import save_session
@@ -278,14 +297,43 @@ class ABEngine:
                 reply.stats.long_read, reply.stats.long_total = result.done, result.total
             lane.read_upto += 1
 
-    def _plan(self, lane: Lane, indices: list[int], generate: bool, cached: bool) -> _Plan:
+    def _retrieve(self, lane: Lane, indices: list[int]) -> list[dict[str, Any]]:
+        """The messages the window dropped that BM25 ranks highest for the latest user message, as many as fit the
+        retrieval budget, in the conversation's order (none under `full`: nothing is dropped)."""
+        starts = [i for i in indices if lane.messages[i]["role"] != "system"]
+        if self.policy.tokens is None or not starts:
+            return []
+        dropped = [i for i in range(starts[0]) if lane.messages[i]["role"] != "system"]
+        query = next((m["content"] for m in reversed(lane.messages) if m["role"] == "user"), "")
+        ranked = self._indexes[lane.name].search([undated(lane.messages[i]["content"]) for i in dropped],
+                                                 undated(query), self.retrieval.k)
+        dates = dates_of([m["content"] for m in lane.messages])
+        lines = {dropped[r]: block_line(lane.messages[dropped[r]]["role"], lane.messages[dropped[r]]["content"],
+                                        dates[dropped[r]]) for r in ranked}
+        chosen = fit_block([dropped[r] for r in ranked], lines, self.renderer.length,
+                           self.retrieval.budget(self.policy.tokens))
+        return [{"index": i, "role": lane.messages[i]["role"], "content": lane.messages[i]["content"],
+                 "line": lines[i]} for i in chosen]
+
+    def _prompt(self, lane: Lane, indices: list[int], generate: bool) -> _Prompt:
+        """The lane's prompt messages; a retrieval lane's retrieved block (when a turn answers and something was
+        retrieved) sits right after the messages read before, so that the cache of those stays a prefix."""
+        messages = self._view(lane, indices)
+        read = sum(1 for i in indices if i < lane.read_upto)
+        retrieved = self._retrieve(lane, indices) if lane.retrieval and generate else []
+        if not retrieved:
+            return _Prompt(messages, read, [])
+        messages.insert(read, block_message([r["line"] for r in retrieved]))
+        return _Prompt(messages, read + 1, retrieved)
+
+    def _plan(self, lane: Lane, indices: list[int], prompt: _Prompt, generate: bool, cached: bool) -> _Plan:
         """The lane's prompt, and how much of it the cache holds, must be re-read, or is new.
 
         Where the prompt extends what the cache holds, everything past the cache is new. Otherwise the cache keeps
         the longest common prefix of the two (never past the messages read before), the rest of those messages'
         tokens is re-read with writes off (they were written when first read) and what was never read is written.
         """
-        messages = self._view(lane, indices)
+        messages = prompt.messages
         ids = self.renderer.ids(messages, generate)
         processed = lane.processed if cached else []
         keep = common_prefix(processed, ids)
@@ -293,11 +341,12 @@ class ABEngine:
         window_start = starts[0] if starts else None
         moved = lane.window_start is not None and window_start != lane.window_start
         rebuilt = lane.read_upto > 0 and (not cached or moved)
-        if keep == len(processed) and processed:
+        if keep == len(processed) and processed and not prompt.retrieved:
             return _Plan(ids, keep, keep, rebuilt, window_start)
         # A cached prefix that runs into never-read messages (a slid window whose new first message starts like the
-        # old one) is cut back too: those tokens are new here and must be written.
-        fresh = self.renderer.read_part(messages, sum(1 for i in indices if i < lane.read_upto), generate)
+        # old one) is cut back too: those tokens are new here and must be written. A retrieved block counts as read:
+        # it is re-read with writes off.
+        fresh = self.renderer.read_part(messages, prompt.read, generate)
         return _Plan(ids, min(keep, fresh), fresh, rebuilt, window_start)
 
     # ---------------------------------------------------------------------------------------- running
@@ -305,15 +354,20 @@ class ABEngine:
                    start: float, generate: bool) -> Iterator[Event]:
         lanes = group.lanes
         windows = self._window(lanes)
-        longest = max(len(self.renderer.ids(self._view(lane, w), generate)) for lane, w in zip(lanes, windows))
+        prompts = [self._prompt(lane, w, generate) for lane, w in zip(lanes, windows)]
+        longest = max(len(self.renderer.ids(prompt.messages, generate)) for prompt in prompts)
         check_fits(self.model, longest, settings.max_new_tokens if generate else 0, len(lanes))
-        replies = [_Reply(TurnStats()) for _ in lanes]
+        replies = [_Reply(TurnStats(retrieved=[{k: r[k] for k in ("index", "role", "content")}
+                                               for r in prompt.retrieved])) for prompt in prompts]
         yield from self._read_long(lanes, replies, cancel)
+        # A long message read into memory now counts as read: where the prompts' read part ends has moved.
+        prompts = [self._prompt(lane, w, generate) for lane, w in zip(lanes, windows)]
         stopped = cancel is not None and cancel.is_set() and any(
             r.stats.long_read < r.stats.long_total for r in replies)
-        plans = [self._plan(lane, w, generate, group.cache is not None) for lane, w in zip(lanes, windows)]
+        plans = [self._plan(lane, w, prompt, generate, group.cache is not None)
+                 for lane, w, prompt in zip(lanes, windows, prompts)]
         for reply, plan in zip(replies, plans):
-            reply.stats.rebuilt = plan.rebuilt
+            reply.stats.rebuilt, reply.stats.window_start = plan.rebuilt, plan.window_start
         generate = generate and not stopped
         self._load_lanes(lanes)
         try:
@@ -325,7 +379,7 @@ class ABEngine:
             logits = self._feed(group, [plan.ids[plan.fresh:] for plan in plans], write=True)
             if generate:
                 yield from self._decode(group, _last_logits(logits, reread), settings, cancel, replies)
-                self._close_replies(group, windows, replies)
+                self._close_replies(group, prompts, replies)
         finally:
             # Runs on success, on cancel and when the consumer stops listening: the lanes always end consistent.
             self._finish(lanes, replies, start, cancelled=cancel is not None and cancel.is_set(), generated=generate)
@@ -358,7 +412,7 @@ class ABEngine:
             del lane.processed[held:]
         return kept
 
-    def _close_replies(self, group: LaneGroup, windows: list[list[int]], replies: list[_Reply]) -> None:
+    def _close_replies(self, group: LaneGroup, prompts: list[_Prompt], replies: list[_Reply]) -> None:
         """Feed, written, the reply's last token if the length limit or a cancel left it unfed, and what closes the
         reply in the template (`<|im_end|>` and the newline in ChatML).
 
@@ -367,9 +421,9 @@ class ABEngine:
         does not re-tokenise to the generated ids), the next turn cuts the cache back to where the two part.
         """
         parts = []
-        for lane, window, reply in zip(group.lanes, windows, replies):
+        for prompt, reply in zip(prompts, replies):
             reply.text = self.tokenizer.decode(reply.tokens, skip_special_tokens=True)
-            messages = self._view(lane, window) + [{"role": "assistant", "content": reply.text}]
+            messages = prompt.messages + [{"role": "assistant", "content": reply.text}]
             parts.append(reply.tokens[reply.fed:] + self.renderer.closing(messages))
         self._feed(group, parts, write=True)
 

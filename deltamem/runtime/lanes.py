@@ -1,4 +1,5 @@
-"""Lanes: one conversation each, on one shared backbone. `frozen` has its memory off, `delta` has it on.
+"""Lanes: one conversation each, on one shared backbone. `frozen` has its memory off, `delta` has it on; `rag` and
+`delta+rag` also get the messages their window dropped retrieved back into the prompt.
 
 A lane owns its messages, the token ids its KV cache holds, its memory state and its write counters. Lanes that
 run together share one batched KV cache (a `LaneGroup`); run one after the other, each lane is a group of one.
@@ -48,6 +49,7 @@ class Lane:
 
     name: str
     memory: bool
+    retrieval: bool = False
     messages: list[dict[str, str]] = field(default_factory=list)
     processed: list[int] = field(default_factory=list)
     state: dict[str, Tensor] = field(default_factory=dict)

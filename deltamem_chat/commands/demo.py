@@ -20,16 +20,22 @@ from deltamem.context import ContextPolicy
 from deltamem.demo import DEMO_WINDOW
 from deltamem.demo.data import TRAIN_SEEDS, Conversation, conversation, demo_shape, document
 from deltamem.files import SaveError
-from deltamem.runtime.contract import LANE_NAMES, LANE_TITLES
+from deltamem.runtime.contract import LANE_TITLES, has_retrieval
 from deltamem_chat.commands.options import (
     AdapterOpt,
     BaseOpt,
+    BatchingOpt,
     DeviceOpt,
+    LanesOpt,
     PolicyOpt,
+    RetrievalOpt,
+    batching_mode,
     fail,
+    lanes_named,
     load_or_exit,
     policy_for,
     resolve_or_exit,
+    retrieval_from,
     settings_from,
 )
 from deltamem_chat.outputs import check_output, is_stdout, write_output
@@ -41,6 +47,10 @@ from deltamem_chat.transcripts import (
     TranscriptMeta,
     write_transcript,
 )
+
+#: The retrieval lanes' settings for the demo: half its window, since a quarter of 48 tokens holds no retrieved line
+#: (the block's header and one fact take about 17 of the demo's tokens).
+DEMO_RETRIEVAL = f"k=3,tokens={DEMO_WINDOW // 2}"
 
 
 def to_transcript(chat: Conversation, window: int = DEMO_WINDOW) -> Transcript:
@@ -115,14 +125,18 @@ def demo_eval(
     adapter: AdapterOpt = "demo",
     base: BaseOpt = None,
     context: PolicyOpt = None,
+    lanes: LanesOpt = None,
+    batching: BatchingOpt = "batched",
+    retrieval: RetrievalOpt = DEMO_RETRIEVAL,
     device: DeviceOpt = "cpu",
     report: Annotated[Path | None, typer.Option("--report", help="Write per-probe results as JSON here (- : "
                                                 "standard output; where it cannot be written, the temporary "
                                                 "folder).")]
     = None,
 ) -> None:
-    """Replay generated demo transcripts through both lanes (teacher-forced, greedy) and total the recall."""
+    """Replay generated demo transcripts through the lanes (teacher-forced, greedy) and total the recall."""
     _check_seeds(seed, count)
+    names, retrieved, batched = lanes_named(lanes), retrieval_from(retrieval), batching_mode(batching)
     problem = check_output(report, "--report")
     if problem:
         raise fail(problem)
@@ -138,17 +152,20 @@ def demo_eval(
                   console=console) as progress:
         task = progress.add_task("eval", total=count)
         for s in range(seed, seed + count):
-            engine = ABEngine(loaded.model, loaded.tokenizer, policy=policy)
+            engine = ABEngine(loaded.model, loaded.tokenizer, policy=policy, lanes=names, batched=batched,
+                              retrieval=retrieved)
             runner = ReplayRunner(engine, to_transcript(conversation(s, demo_shape(DEMO_WINDOW))),
                                   settings=settings)
             runner.run()
-            probes += [{"seed": s, "question": o.question, "expected": o.expected,
-                        **{lane: {"answer": o.answers[lane], "hit": o.scores[lane].hit} for lane in o.answers}}
-                       for o in runner.summary().outcomes]
+            probes += [{"seed": s, "question": r.outcome.question, "expected": r.outcome.expected,
+                        **{lane: {"answer": r.outcome.answers[lane], "hit": r.outcome.scores[lane].hit,
+                                  "evidence": r.lanes[lane].evidence} for lane in r.outcome.answers}}
+                       for r in runner.records if r.outcome is not None]
             progress.advance(task)
-    _print_summary(probes, policy, seed, count, Console(stderr=is_stdout(report)))
+    _print_summary(probes, names, policy, seed, count, Console(stderr=is_stdout(report)))
     if report is not None:
-        text = json.dumps({"context": str(policy), "seed": seed, "count": count, "probes": probes}, indent=1) + "\n"
+        text = json.dumps({"context": str(policy), "lanes": list(names), "retrieval": str(retrieved), "seed": seed,
+                           "count": count, "probes": probes}, indent=1) + "\n"
         _, problem = write_output(report, text, "report", "--report")
         if problem:
             raise fail(problem)
@@ -161,11 +178,17 @@ def register(app: typer.Typer) -> None:
 
 
 
-def _print_summary(probes: list[dict], policy: ContextPolicy, seed: int, count: int, console: Console) -> None:
+def _print_summary(probes: list[dict], lanes: tuple[str, ...], policy: ContextPolicy, seed: int, count: int,
+                   console: Console) -> None:
+    """Recall per lane, and for a retrieval lane how often the evidence that had left the window was retrieved."""
     table = Table(title=f"Demo recall: {count} transcripts (seeds {seed}..{seed + count - 1}), context {policy}")
-    for column in ("lane", "recall", "hits", "probes"):
+    for column in ("lane", "recall", "hits", "probes", "evidence retrieved"):
         table.add_column(column, justify="left" if column == "lane" else "right")
-    for lane in LANE_NAMES:
+    for lane in lanes:
         hits = sum(p[lane]["hit"] for p in probes)
-        table.add_row(LANE_TITLES.get(lane, lane), f"{hits / max(1, len(probes)):.3f}", str(hits), str(len(probes)))
+        verdicts = [p[lane]["evidence"] for p in probes]
+        found, dropped = verdicts.count("found"), verdicts.count("found") + verdicts.count("missed")
+        evidence = f"{found / dropped:.3f} ({found}/{dropped})" if has_retrieval(lane) and dropped else "-"
+        table.add_row(LANE_TITLES.get(lane, lane), f"{hits / max(1, len(probes)):.3f}", str(hits), str(len(probes)),
+                      evidence)
     console.print(table)

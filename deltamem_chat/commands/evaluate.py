@@ -11,21 +11,25 @@ import typer
 from rich.console import Console
 
 from deltamem.files import SaveError, atomic_write_text
-from deltamem.runtime.contract import LANE_NAMES
 from deltamem_chat.commands.options import (
     AdapterOpt,
     AttnOpt,
     BaseOpt,
+    BatchingOpt,
     DatesOpt,
     DeviceOpt,
     DtypeOpt,
+    LanesOpt,
     QuantizeOpt,
+    RetrievalOpt,
+    batching_mode,
     dates_on,
     fail,
-    lanes_mode,
+    lanes_named,
     load_or_exit,
     protocol_named,
     resolve_or_exit,
+    retrieval_from,
 )
 from deltamem_chat.eval.plan import EvalError, EvalSettings, find_transcripts, parse_shard, plan_units, shard_units
 from deltamem_chat.eval.store import append_result, collect, open_run, read_results, results_name
@@ -36,7 +40,6 @@ from deltamem_chat.scoring.locomo import LocomoProtocol
 OFFICIAL = {"locomo": {"max_new_tokens": 50, "temperature": 0.4, "top_p": 0.9, "top_k": 10},
             "mab": {"max_new_tokens": 50, "temperature": 0.0, "top_p": 1.0, "top_k": 0}}
 GREEDY = {"max_new_tokens": 64, "temperature": 0.0, "top_p": 1.0, "top_k": 0}
-LANES = LANE_NAMES
 
 
 def _conditions(text: str) -> tuple[str, ...]:
@@ -74,7 +77,8 @@ def _summarise(results: list[dict], settings: EvalSettings, out: Path, stem: str
              f"generation: {settings.max_new_tokens} new tokens, temperature {settings.temperature}, top-p "
              f"{settings.top_p}, top-k {settings.top_k}, seed {settings.seed}"
              + (" (official settings)" if settings.official else ""),
-             f"dates {'on' if settings.dates else 'off'}, lanes {settings.batching}",
+             f"dates {'on' if settings.dates else 'off'}, lanes {', '.join(settings.lanes)} ({settings.batching}), "
+             f"retrieval {settings.retrieval}",
              f"units: {len(results)} of {len(settings.transcripts) * len(settings.conditions)}"]
     console.print(summary_table(summary, title))
     written, problems = [], []
@@ -136,8 +140,9 @@ def register(app: typer.Typer) -> None:
         dtype: DtypeOpt = "auto",
         attn: AttnOpt = "auto",
         quantize: QuantizeOpt = "none",
-        batching: Annotated[str, typer.Option("--batching", help="batched (both lanes in one forward) or "
-                                              "sequential.")] = "batched",
+        lanes: LanesOpt = None,
+        batching: BatchingOpt = "batched",
+        retrieval: RetrievalOpt = "k=3,tokens=auto",
         dates: DatesOpt = "on",
         max_new_tokens: Annotated[int | None, typer.Option("--max-new-tokens", min=1, help="Longest answer "
                                                            "(default 64; --official sets it).")] = None,
@@ -165,15 +170,17 @@ def register(app: typer.Typer) -> None:
             transcripts = find_transcripts(paths)
             generation = _generation(protocol, official, {"max_new_tokens": max_new_tokens,
                                                           "temperature": temperature, "top_p": top_p, "top_k": top_k})
-            batched = lanes_mode(batching)
+            batched = batching_mode(batching)
+            names, retrieved = lanes_named(lanes), retrieval_from(retrieval)
             with_dates = dates_on(dates)
         except (EvalError, ValueError, SaveError) as exc:
             raise fail(str(exc)) from None
         loaded = load_or_exit(resolve_or_exit(adapter, base), device, dtype, attn, quantize)
         settings = EvalSettings(
             transcripts=tuple(p.stem for p in transcripts), conditions=chosen, protocol=scoring.name,
-            official=official, base=loaded.base, adapter=loaded.adapter, lanes=LANES,
-            batching="batched" if batched else "sequential", dates=with_dates, seed=seed, **generation)
+            official=official, base=loaded.base, adapter=loaded.adapter, lanes=names,
+            batching="batched" if batched else "sequential", retrieval=str(retrieved), dates=with_dates, seed=seed,
+            **generation)
         results_file = out / results_name(part)
         try:
             open_run(out, settings)

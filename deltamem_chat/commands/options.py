@@ -11,7 +11,8 @@ import typer
 from rich.console import Console
 
 from deltamem.context import ContextPolicy, PolicyError
-from deltamem.runtime.contract import GenerationSettings, SessionIdentity
+from deltamem.retrieval import RetrievalError, RetrievalSettings
+from deltamem.runtime.contract import ALL_LANES, LANE_NAMES, GenerationSettings, SessionIdentity, parse_lanes
 from deltamem_chat.aliases import AliasError, Models, default_adapter, resolve_models
 
 if TYPE_CHECKING:
@@ -38,7 +39,14 @@ AttnOpt = Annotated[str, typer.Option("--attn", help="auto (FlashAttention-2 if 
 PolicyOpt = Annotated[str | None, typer.Option("--context", "-c", help="Context policy: `full` (whole history "
                                                "in both prompts) or `window:N` (recent messages that fit N tokens; "
                                                "default: the transcript's or alias's suggestion, else window:1024).")]
-LanesOpt = Annotated[str, typer.Option("--lanes", help="batched (both lanes in one forward) or sequential.")]
+LanesOpt = Annotated[str | None, typer.Option("--lanes", help="The lanes side by side, one to four of "
+                                              f"{', '.join(ALL_LANES)} (rag: the messages the window dropped, "
+                                              "retrieved back by BM25; default: frozen,delta).")]
+BatchingOpt = Annotated[str, typer.Option("--batching", help="batched (the lanes as rows of one forward) or "
+                                          "sequential (one lane after the other; the same tokens).")]
+RetrievalOpt = Annotated[str, typer.Option("--retrieval", help="The retrieval lanes' top k messages and token budget, "
+                                           "e.g. k=3,tokens=256 (tokens=auto: a quarter of the window).")]
+
 MaxTokensOpt = Annotated[int, typer.Option("--max-new-tokens", min=1, help="Longest reply per lane and turn.")]
 TemperatureOpt = Annotated[float, typer.Option("--temperature", min=0.0, help="0 = greedy; above 0 samples.")]
 TopPOpt = Annotated[float, typer.Option("--top-p", min=0.0, max=1.0, help="Nucleus sampling mass (sampling only).")]
@@ -80,11 +88,29 @@ def policy_for(text: str | None, *fallbacks: ContextPolicy | str | None) -> Cont
     raise AssertionError("unreachable: DEFAULT_CONTEXT is set")
 
 
-def lanes_mode(text: str) -> bool:
+def batching_mode(text: str) -> bool:
     """True for batched lanes."""
     if text not in ("batched", "sequential"):
-        raise fail(f"--lanes {text!r}: use batched or sequential")
+        raise fail(f"--batching {text!r}: use batched or sequential")
     return text == "batched"
+
+
+def lanes_named(text: str | None, default: tuple[str, ...] = LANE_NAMES) -> tuple[str, ...]:
+    """The lanes `--lanes` names (`default` when not given), or a one-sentence exit."""
+    if text is None:
+        return default
+    try:
+        return parse_lanes(text)
+    except ValueError as exc:
+        raise fail(f"--lanes: {exc}") from None
+
+
+def retrieval_from(text: str) -> RetrievalSettings:
+    """`--retrieval`'s settings, or a one-sentence exit."""
+    try:
+        return RetrievalSettings.parse(text)
+    except RetrievalError as exc:
+        raise fail(f"--retrieval: {exc}") from None
 
 
 def dates_on(text: str) -> bool:

@@ -9,11 +9,13 @@ import typer
 from rich.console import Console
 
 from deltamem.context import ContextPolicy
-from deltamem.runtime.contract import DELTA, FROZEN, Engine, GenerationSettings, SessionIdentity
+from deltamem.retrieval import RetrievalSettings
+from deltamem.runtime.contract import DELTA, LANE_NAMES, Engine, GenerationSettings, SessionIdentity
 from deltamem_chat.commands.options import (
     ApiKeyOpt,
     AttnOpt,
     BaseOpt,
+    BatchingOpt,
     DatesOpt,
     DefaultAdapterOpt,
     DeviceOpt,
@@ -23,19 +25,22 @@ from deltamem_chat.commands.options import (
     PolicyOpt,
     ProtocolOpt,
     QuantizeOpt,
+    RetrievalOpt,
     SeedOpt,
     ServerOpt,
     TemperatureOpt,
     TopKOpt,
     TopPOpt,
+    batching_mode,
     dates_on,
     fail,
-    lanes_mode,
+    lanes_named,
     load_or_exit,
     policy_for,
     protocol_named,
     remote_or_exit,
     resolve_or_exit,
+    retrieval_from,
     settings_from,
 )
 from deltamem_chat.outputs import STDOUT, check_output, is_stdout
@@ -52,15 +57,15 @@ def runtime_of(loaded: LoadedModel) -> dict[str, str]:
 
 
 def replay_config(transcript: Transcript, runtime: dict[str, str], policy: ContextPolicy,
-                  settings: GenerationSettings, *, batched: bool, regenerate: bool, ab: bool, dates: bool,
-                  protocol: str) -> dict:
+                  settings: GenerationSettings, *, batched: bool, regenerate: bool, lanes: tuple[str, ...],
+                  retrieval: RetrievalSettings, dates: bool, protocol: str) -> dict:
     """The `config` block of a replay report (`runtime`: the model's names and where it ran)."""
     return {
         "transcript": str(transcript.path), "title": transcript.meta.title,
         "base": runtime["base"], "adapter": runtime["adapter"], "context_policy": str(policy),
         "device": runtime["device"], "dtype": runtime["dtype"],
-        "attn": runtime["attn"], "lanes": [FROZEN, DELTA] if ab else [DELTA],
-        "lanes_mode": "batched" if batched else "sequential",
+        "attn": runtime["attn"], "lanes": list(lanes),
+        "batching": "batched" if batched else "sequential", "retrieval": str(retrieval),
         "assistant_turns": "regenerated" if regenerate else "teacher-forced", "dates": "on" if dates else "off",
         "protocol": protocol,
         "seed": settings.seed, "max_new_tokens": settings.max_new_tokens, "temperature": settings.temperature,
@@ -75,7 +80,7 @@ def register(app: typer.Typer) -> None:
     def replay(
         file: Annotated[Path, typer.Argument(help="Transcript (.jsonl) to replay; see docs/transcripts.md.")],
         ab: Annotated[bool, typer.Option("--ab/--delta-only", help="Run the frozen lane beside the δ-mem lane "
-                                         "(without --ab only the δ-mem lane runs).")] = False,
+                                         "(without --ab only the δ-mem lane runs; --lanes chooses any).")] = False,
         headless: Annotated[bool, typer.Option("--headless", help="No screen: progress bar, table, reports.")] = False,
         report: Annotated[Path | None, typer.Option("--report", help="Write the JSON report here (- : standard "
                                                     "output, with --headless). A report that cannot be written "
@@ -87,7 +92,9 @@ def register(app: typer.Typer) -> None:
         adapter: DefaultAdapterOpt = None,
         base: BaseOpt = None,
         context: PolicyOpt = None,
-        lanes: LanesOpt = "batched",
+        lanes: LanesOpt = None,
+        batching: BatchingOpt = "batched",
+        retrieval: RetrievalOpt = "k=3,tokens=auto",
         device: DeviceOpt = "auto",
         dtype: DtypeOpt = "auto",
         attn: AttnOpt = "auto",
@@ -102,7 +109,8 @@ def register(app: typer.Typer) -> None:
         server: ServerOpt = None,
         api_key: ApiKeyOpt = None,
     ) -> None:
-        """Replay a transcript turn by turn through the frozen and δ-mem lanes and score its recall probes."""
+        """Replay a transcript turn by turn through the lanes (frozen and δ-mem, or those --lanes names) and score
+        its recall probes."""
         try:
             transcript = load_transcript(file)
         except TranscriptError as exc:
@@ -115,7 +123,9 @@ def register(app: typer.Typer) -> None:
                 raise fail(problem)
         if is_stdout(report) and is_stdout(markdown):
             raise fail(f"--report and --markdown cannot both be {STDOUT}: name a file for one of them")
-        batched = lanes_mode(lanes)
+        batched = batching_mode(batching)
+        names = lanes_named(lanes, LANE_NAMES if ab else (DELTA,))
+        retrieved = retrieval_from(retrieval)
         with_dates = dates_on(dates)
         scoring = protocol_named(protocol)
         settings = settings_from(max_new_tokens, temperature, top_p, top_k, seed)
@@ -123,6 +133,9 @@ def register(app: typer.Typer) -> None:
         if server is not None:
             policy = policy_for(context, transcript.meta.context)
             engine, identity = remote_or_exit(server, api_key, policy)
+            missing = [name for name in names if name not in engine.lane_names]
+            if missing:
+                raise fail(f"--lanes: the server runs {', '.join(engine.lane_names)}, not {', '.join(missing)}")
             runtime = {**identity.to_dict(), "device": f"server {server}", "dtype": "", "attn": ""}
         else:
             models = resolve_or_exit(adapter, base)
@@ -130,15 +143,15 @@ def register(app: typer.Typer) -> None:
             loaded = load_or_exit(models, device, dtype, attn, quantize)
             from deltamem.runtime.engine import ABEngine
 
-            engine = ABEngine(loaded.model, loaded.tokenizer, policy=policy, batched=batched)
+            engine = ABEngine(loaded.model, loaded.tokenizer, policy=policy, batched=batched, lanes=names,
+                              retrieval=retrieved)
             identity, runtime = SessionIdentity(loaded.base, loaded.adapter), runtime_of(loaded)
         from deltamem_chat.replay import ReplayRunner, run_headless
 
-        runner = ReplayRunner(engine, transcript, settings=settings, regenerate=regenerate,
-                              lanes=[FROZEN, DELTA] if ab else [DELTA], dates=with_dates,
-                              protocol=scoring)
-        config = replay_config(transcript, runtime, policy, settings, batched=batched, regenerate=regenerate, ab=ab,
-                               dates=with_dates, protocol=scoring.name)
+        runner = ReplayRunner(engine, transcript, settings=settings, regenerate=regenerate, lanes=list(names),
+                              dates=with_dates, protocol=scoring)
+        config = replay_config(transcript, runtime, policy, settings, batched=batched, regenerate=regenerate,
+                               lanes=names, retrieval=retrieved, dates=with_dates, protocol=scoring.name)
         if headless:
             _, completed, problems = run_headless(runner, config, report_path=report, markdown_path=markdown,
                                                   console=Console(stderr=True))

@@ -11,14 +11,14 @@ from deltamem_chat.commands.options import (
     AdapterOpt,
     AttnOpt,
     BaseOpt,
+    BatchingOpt,
     DeviceOpt,
     DtypeOpt,
-    LanesOpt,
     PolicyOpt,
     QuantizeOpt,
+    batching_mode,
     err,
     fail,
-    lanes_mode,
     load_or_exit,
     policy_for,
     resolve_or_exit,
@@ -49,7 +49,7 @@ def register(app: typer.Typer) -> None:
         max_body: Annotated[int, typer.Option("--max-body-bytes", min=1024, help="Largest request body.")]
         = 8 * 2**20,
         context: PolicyOpt = None,
-        lanes: LanesOpt = "batched",
+        batching: BatchingOpt = "batched",
         device: DeviceOpt = "auto",
         dtype: DtypeOpt = "auto",
         attn: AttnOpt = "auto",
@@ -58,7 +58,7 @@ def register(app: typer.Typer) -> None:
         """Serve the frozen and δ-mem lanes as OpenAI-compatible models, `frozen` and `delta`, with sessions."""
         from deltamem_chat.server.security import is_loopback, new_key
 
-        batched = lanes_mode(lanes)
+        batched = batching_mode(batching)
         if sessions_dir.exists() and not sessions_dir.is_dir():
             raise fail(f"--sessions-dir {sessions_dir}: not a folder")
         api_key = api_key or None                # an empty key is no key

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from dataclasses import asdict, dataclass, fields
+from dataclasses import MISSING, asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +30,7 @@ class EvalSettings:
     top_p: float
     top_k: int
     seed: int
+    retrieval: str = "k=3,tokens=auto"   # the retrieval lanes' settings (runs made before them had none)
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -40,10 +41,10 @@ class EvalSettings:
     @classmethod
     def from_dict(cls, data: dict[str, Any], source: str) -> EvalSettings:
         names = {f.name for f in fields(cls)}
-        missing = sorted(names - set(data))
+        missing = sorted(f.name for f in fields(cls) if f.name not in data and f.default is MISSING)
         if missing:
             raise EvalError(f"{source}: the run settings lack {', '.join(missing)}")
-        values = {key: data[key] for key in names}
+        values = {key: data[key] for key in names if key in data}
         for key in ("transcripts", "conditions", "lanes"):
             values[key] = tuple(values[key])
         return cls(**values)

@@ -17,11 +17,13 @@ from rich.progress import (
 )
 
 from deltamem.context import ContextPolicy
-from deltamem.runtime.contract import GenerationSettings
+from deltamem.retrieval import RetrievalSettings
+from deltamem.runtime.contract import GenerationSettings, has_retrieval
 from deltamem.runtime.engine import ABEngine
 from deltamem.runtime.loading import LoadedModel
 from deltamem_chat.eval.plan import EvalSettings, Unit
 from deltamem_chat.replay import ReplayRunner
+from deltamem_chat.replay.runner import LaneStep
 from deltamem_chat.scoring import ProbeOutcome, ScoringProtocol
 from deltamem_chat.transcripts import Probe, Transcript, load_transcript
 
@@ -36,7 +38,8 @@ def run_unit(loaded: LoadedModel, unit: Unit, transcript: Transcript, settings: 
     """Replay one transcript under one condition in a fresh engine; the unit's result as plain data."""
     start = time.perf_counter()
     engine = ABEngine(loaded.model, loaded.tokenizer, policy=ContextPolicy.parse(unit.condition),
-                      batched=settings.batching == "batched")
+                      batched=settings.batching == "batched", lanes=settings.lanes,
+                      retrieval=RetrievalSettings.parse(settings.retrieval))
     runner = ReplayRunner(engine, transcript, settings=generation(settings), lanes=list(settings.lanes),
                           dates=settings.dates, protocol=protocol)
     runner.run(advance)
@@ -46,10 +49,18 @@ def run_unit(loaded: LoadedModel, unit: Unit, transcript: Transcript, settings: 
             continue
         probe = transcript.items[record.index]
         assert isinstance(probe, Probe)
-        probes.append(probe_result(probe, record.text, record.outcome))
+        probes.append({**probe_result(probe, record.text, record.outcome),
+                       **_retrieval(probe, record.lanes)})
     return {"unit": unit.key, "transcript": unit.transcript, "condition": unit.condition, "probes": probes,
             "written": {lane: engine.lane(lane).written_total for lane in settings.lanes},
             "seconds": round(time.perf_counter() - start, 3)}
+
+
+def _retrieval(probe: Probe, lanes: dict[str, LaneStep]) -> dict[str, Any]:
+    """The retrieval lanes' part of a probe's record: the evidence message and whether each lane retrieved it."""
+    found = {lane: {"evidence": step.evidence, "retrieved": [r["message"] for r in step.retrieved]}
+             for lane, step in lanes.items() if has_retrieval(lane)}
+    return {"depends_on": probe.depends_on, "retrieval": found} if found else {}
 
 
 def probe_result(probe: Probe, asked: str, outcome: ProbeOutcome) -> dict[str, Any]:

@@ -12,7 +12,7 @@ from rich.table import Table
 
 from deltamem import __version__
 from deltamem.files import atomic_write_text
-from deltamem.runtime.contract import LANE_TITLES
+from deltamem.runtime.contract import LANE_TITLES, has_retrieval
 from deltamem_chat.replay.runner import ReplayRunner
 from deltamem_chat.text import one_line
 
@@ -52,12 +52,17 @@ def build_report(runner: ReplayRunner, config: dict[str, Any], *, partial: bool)
             "answers": {lane: {"answer": outcome.answers[lane], "hit": score.hit, "f1": round(score.f1, 4),
                                "score": round(score.score, 4)}
                         for lane, score in outcome.scores.items()},
+            "retrieval": {lane: {"evidence": step.evidence, "retrieved": [r["message"] for r in step.retrieved]}
+                          for lane, step in record.lanes.items() if has_retrieval(lane)},
         })
     lanes = {name: {"recall": round(s.recall, 4), "mean_f1": round(s.mean_f1, 4), "score": round(s.mean_score, 4),
                     "probes": s.probes, "hits": s.hits, "written_tokens": runner.engine.lane(name).written_total,
                     "categories": {str(c): {"probes": v.probes, "hits": v.hits, "score": round(v.mean_score, 4)}
                                    for c, v in s.categories.items()}}
              for name, s in summary.lanes.items()}
+    for name, lane in lanes.items():
+        if has_retrieval(name):
+            lane["retrieval"] = evidence_summary(runner, name)
     return {
         "partial": partial,
         "config": {**config, "versions": versions()},
@@ -71,6 +76,23 @@ def build_report(runner: ReplayRunner, config: dict[str, Any], *, partial: bool)
             "budget": runner.budget(),
         },
     }
+
+
+def evidence_summary(runner: ReplayRunner, lane: str) -> dict[str, Any]:
+    """How often a retrieval lane's retrieved messages held a probe's evidence (`depends_on`) once it had left the
+    window: recall@k is found / (found + missed); probes whose evidence was still in the window are counted apart."""
+    verdicts = [r.lanes[lane].evidence for r in runner.records if r.outcome is not None and lane in r.lanes]
+    found, missed = verdicts.count("found"), verdicts.count("missed")
+    return {"found": found, "missed": missed, "in_window": verdicts.count("in window"),
+            "recall_at_k": round(found / (found + missed), 4) if found + missed else None}
+
+
+def _recall_at_k(lane: dict[str, Any]) -> str:
+    """A lane's retrieval recall@k for the tables: `found/dropped`, or a dash for lanes without retrieval."""
+    retrieval = lane.get("retrieval")
+    if retrieval is None or retrieval["recall_at_k"] is None:
+        return "-"
+    return f"{retrieval['recall_at_k']:.3f} ({retrieval['found']}/{retrieval['found'] + retrieval['missed']})"
 
 
 def without_timings(report: dict[str, Any]) -> dict[str, Any]:
@@ -98,16 +120,17 @@ def to_markdown(report: dict[str, Any], picture: str | None = None) -> str:
         lines += [f"**Partial report**: stopped after {summary['items_replayed']} of {summary['items_total']} items.",
                   ""]
     lines += [f"- base: `{config.get('base')}`, adapter: `{config.get('adapter')}`",
-              f"- context: `{config.get('context_policy')}`, lanes: {config.get('lanes_mode')}, "
+              f"- context: `{config.get('context_policy')}`, "
+              f"lanes: {', '.join(config.get('lanes', []))} ({config.get('batching')}), "
               f"assistant turns: {config.get('assistant_turns')}, dates: {config.get('dates', 'on')}, "
               f"dtype: {config.get('dtype')}, "
               f"seed: {config.get('seed')}",
               f"- memory written: {summary['budget']['written']:,} / {summary['budget']['horizon']:,} tokens "
               f"({summary['budget']['status']})", "",
-              "| lane | recall | mean F1 | probes | written tokens |", "|---|---|---|---|---|"]
+              "| lane | recall | mean F1 | probes | written tokens | evidence retrieved |", "|---|---|---|---|---|---|"]
     for name, lane in summary["lanes"].items():
         lines.append(f"| {LANE_TITLES.get(name, name)} | {lane['recall']:.3f} | {lane['mean_f1']:.3f} | "
-                     f"{lane['probes']} | {lane['written_tokens']:,} |")
+                     f"{lane['probes']} | {lane['written_tokens']:,} | {_recall_at_k(lane)} |")
     if picture:
         lines += ["", "## Memory", "", f"![The memory over the replay: per-layer state norms, mean β, ‖Δo‖/‖o‖ and "
                                        f"the writes against the horizon]({picture})"]
@@ -118,7 +141,9 @@ def to_markdown(report: dict[str, Any], picture: str | None = None) -> str:
         lines += [f"### {probe['index'] + 1}. {probe['question']}{mark}", "", f"Expected: **{probe['expected']}**", ""]
         for lane, answer in probe["answers"].items():
             verdict = "hit" if answer["hit"] else "miss"
-            lines.append(f"- {LANE_TITLES.get(lane, lane)}: {verdict}, F1 {answer['f1']:.2f}: "
+            evidence = probe.get("retrieval", {}).get(lane, {}).get("evidence")
+            found = f", evidence {evidence}" if evidence else ""
+            lines.append(f"- {LANE_TITLES.get(lane, lane)}: {verdict}{found}, F1 {answer['f1']:.2f}: "
                          f"{one_line(answer['answer'], 160)}")
         lines.append("")
     return "\n".join(lines)
@@ -127,10 +152,10 @@ def to_markdown(report: dict[str, Any], picture: str | None = None) -> str:
 def summary_table(report: dict[str, Any]) -> Table:
     """The end-of-replay table for the terminal, the lanes titled as the screens title them."""
     table = Table(title="Recall probes" + (" (partial)" if report["partial"] else ""))
-    for column in ("lane", "recall", "mean F1", "probes", "written tokens"):
+    for column in ("lane", "recall", "mean F1", "probes", "written tokens", "evidence retrieved"):
         table.add_column(column, justify="left" if column == "lane" else "right")
     for name, lane in report["summary"]["lanes"].items():
         table.add_row(LANE_TITLES.get(name, name), f"{lane['recall']:.3f}", f"{lane['mean_f1']:.3f}",
-                      str(lane["probes"]), f"{lane['written_tokens']:,}")
+                      str(lane["probes"]), f"{lane['written_tokens']:,}", _recall_at_k(lane))
     return table
 

@@ -12,7 +12,16 @@ from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from deltamem.runtime.contract import DELTA, Engine, Event, GenerationSettings, LaneDone, TurnDone, TurnStats
+from deltamem.runtime.contract import (
+    DELTA,
+    Engine,
+    Event,
+    GenerationSettings,
+    LaneDone,
+    TurnDone,
+    TurnStats,
+    has_retrieval,
+)
 from deltamem_chat.scoring import DEFAULT_PROTOCOL, ProbeOutcome, ScoreSummary, ScoringProtocol, get_protocol, summarise
 from deltamem_chat.transcripts import Probe, Transcript
 from deltamem_chat.transcripts.reading import read_texts
@@ -28,6 +37,12 @@ class LaneStep:
     ttft_s: float | None = None
     tokens_per_s: float | None = None
     cancelled: bool = False
+    #: A retrieval lane's retrieved messages, each {"message" (its index among the transcript's messages), "role",
+    #: "content"}.
+    retrieved: list[dict[str, Any]] = field(default_factory=list)
+    #: At a probe with `depends_on`, for a retrieval lane: "found" (the evidence message was retrieved), "missed"
+    #: (it had left the window and was not retrieved) or "in window" (it had not left the window).
+    evidence: str | None = None
 
     @classmethod
     def from_stats(cls, text: str, stats: TurnStats) -> LaneStep:
@@ -160,18 +175,41 @@ class ReplayRunner:
 
     def _ask(self, probe: Probe, question: str, record: StepRecord,
              cancel: threading.Event | None) -> Generator[ReplayEvent, None, TurnDone]:
+        offsets = {name: len(self.engine.lane(name).messages) - self._messages_read() for name in self.lanes}
         point = self.engine.checkpoint()
         try:
             done = yield from self._collect(self.engine.turn(question, self.settings, lanes=self.lanes,
                                                              cancel=cancel), record)
         finally:
             self.engine.rollback(point)
+        self._mark_retrieval(probe, record, offsets, done)
         # The probe's writes went with the rollback: report the totals as they stand now.
         done = replace(done, written_total={name: self.engine.lane(name).written_total for name in done.written_total})
         probe_index = sum(1 for r in self.records if r.kind == "probe")
         record.outcome = ProbeOutcome.from_answers(probe_index, probe, {k: v.text for k, v in record.lanes.items()},
                                                    self.protocol)
         return done
+
+    def _messages_read(self) -> int:
+        """How many of the transcript's messages the lanes have had so far."""
+        return sum(1 for r in self.records if r.kind == "message")
+
+    @staticmethod
+    def _mark_retrieval(probe: Probe, record: StepRecord, offsets: dict[str, int], done: TurnDone) -> None:
+        """Each retrieval lane's retrieved messages as transcript message indices, and whether they held the
+        evidence (`offsets`: where the transcript's messages start in each lane's conversation)."""
+        for name, stats in done.stats.items():
+            step, offset = record.lanes.get(name), offsets.get(name, 0)
+            if step is None or not has_retrieval(name):
+                continue
+            step.retrieved = [{"message": r["index"] - offset, "role": r["role"], "content": r["content"]}
+                              for r in stats.retrieved]
+            if probe.depends_on is None:
+                continue
+            if stats.window_start is not None and probe.depends_on + offset >= stats.window_start:
+                step.evidence = "in window"
+            else:
+                step.evidence = "found" if any(r["message"] == probe.depends_on for r in step.retrieved) else "missed"
 
     @staticmethod
     def _collect(events: Iterator[Event], record: StepRecord) -> Generator[ReplayEvent, None, TurnDone]:

@@ -6,7 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from deltamem.context import ContextPolicy
-from deltamem.runtime.contract import Engine, GenerationSettings, SessionIdentity
+from deltamem.retrieval import RetrievalSettings
+from deltamem.runtime.contract import LANE_HAS, LANE_NAMES, LANE_TITLES, Engine, GenerationSettings, SessionIdentity
 from deltamem.runtime.engine import ABEngine
 from deltamem.runtime.loading import LoadedModel
 from deltamem_chat.library import SessionLibrary
@@ -16,16 +17,24 @@ from deltamem_chat.tui.frame import Job, LanesScreen
 from deltamem_chat.tui.replay import ReplayScreen, run_replay
 from deltamem_chat.tui.widgets import BudgetMeter, LanePane
 
-__all__ = ["BudgetMeter", "ChatScreen", "DeltaMemApp", "Job", "LanePane", "LanesScreen", "ReplayScreen", "run_chat",
-           "run_chat_on", "run_replay"]
+__all__ = ["BudgetMeter", "ChatScreen", "DeltaMemApp", "Job", "LanePane", "LanesScreen", "ReplayScreen", "panes_intro",
+           "run_chat", "run_chat_on", "run_replay"]
+
+
+def panes_intro(lanes: tuple[str, ...]) -> str:
+    """What each pane has, one line per lane, for the chat's introduction."""
+    return "\n".join(f"{LANE_TITLES[name]}: {LANE_HAS[name]}." for name in lanes)
 
 
 def run_chat(loaded: LoadedModel, policy: ContextPolicy, settings: GenerationSettings, batched: bool = True,
-             intro: str | None = None, read: Path | None = None) -> int:
-    """Open the side-by-side chat on a loaded model (`intro` shown whenever a conversation starts empty, `read` a
-    document read into memory at once); the conversation is autosaved into the session library after every turn;
-    returns the process exit code."""
-    engine = ABEngine(loaded.model, loaded.tokenizer, policy=policy, batched=batched)
+             intro: str | None = None, read: Path | None = None, *, lanes: tuple[str, ...] = LANE_NAMES,
+             retrieval: RetrievalSettings | None = None) -> int:
+    """Open the side-by-side chat on a loaded model (`intro` shown whenever a conversation starts empty, after what
+    each pane has; `read` a document read into memory at once); the conversation is autosaved into the session
+    library after every turn; returns the process exit code."""
+    engine = ABEngine(loaded.model, loaded.tokenizer, policy=policy, batched=batched, lanes=lanes,
+                      retrieval=retrieval)
+    intro = "\n\n".join(part for part in (panes_intro(lanes), intro) if part)
     info = {"models": f"{loaded.base} + {loaded.adapter}", "device": loaded.choice.describe(), "policy": str(policy)}
     return run_chat_on(engine, info, SessionIdentity(loaded.base, loaded.adapter), settings, intro, read)
 

@@ -273,8 +273,10 @@ class ReplayScreen(LanesScreen[Command]):
             if outcome is not None:
                 score = outcome.scores[lane]
                 # A probe's writes are rolled back with it: showing them would contradict the meter.
-                pane.finish_reply(replace(stats, written=0) if stats else None,
-                                  verdict=probe_verdict(score, outcome.expected), text=step.text)
+                verdict = probe_verdict(score, outcome.expected)
+                if step.evidence is not None:
+                    verdict += f" · evidence {step.evidence}"
+                pane.finish_reply(replace(stats, written=0) if stats else None, verdict=verdict, text=step.text)
                 pane.mark("good" if score.hit else "bad")
             elif pane.streaming:
                 pane.finish_reply(stats, text=step.text)

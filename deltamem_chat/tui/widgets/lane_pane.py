@@ -3,13 +3,14 @@
 Reusable outside the chat (the replay screen drives it the same way): `add_user`, `start_reply`, `append`,
 `finish_reply`, `mark`. Replies are Markdown (`Reply`), or their raw text on `set_raw`; nothing the model says is
 ever parsed as Textual markup.
+A retrieval lane's reply is followed by what was retrieved into its prompt for it, collapsed.
 """
 
 from __future__ import annotations
 
 from textual.containers import VerticalScroll
 from textual.content import Content
-from textual.widgets import Static
+from textual.widgets import Collapsible, Static
 
 from deltamem.runtime.contract import TurnStats
 from deltamem_chat.tui.diff import Span
@@ -85,6 +86,19 @@ class LanePane(VerticalScroll):
         margin-top: 1;
         color: $text-muted;
         text-align: center;
+    }
+
+    LanePane Collapsible {
+        padding: 0;
+        margin: 0;
+        border-top: none;
+        background: transparent;
+        color: $text-muted;
+    }
+
+    LanePane .retrieved {
+        padding: 0 1;
+        color: $text-muted;
     }
 
     LanePane .note.flag {
@@ -163,6 +177,14 @@ class LanePane(VerticalScroll):
             parts.append(verdict)
         if parts:
             self.mount(Static(Content(" · ".join(parts)), classes="meta"))
+        if stats is not None and stats.retrieved:
+            self.add_retrieved(stats.retrieved)
+
+    def add_retrieved(self, retrieved: list[dict[str, str]]) -> None:
+        """What retrieval put back into the prompt for the reply above, collapsed under a one-line title."""
+        lines = "\n".join(f"{r['role']}: {' '.join(r['content'].split())}" for r in retrieved)
+        title = f"retrieved {len(retrieved)} message{'s' if len(retrieved) != 1 else ''}"
+        self.mount(Collapsible(Static(Content(lines), classes="retrieved"), title=title, collapsed=True))
 
     def mark(self, style: str) -> None:
         """Style the latest reply: `recorded`, `cancelled`, `failed`, `good` and `bad` have their colours."""
