@@ -28,6 +28,7 @@ class Alias:
     context: ContextPolicy = ContextPolicy(1024)
     intro: str | None = None                 # shown in the chat when a conversation starts
     labels: tuple[str, str] | None = None    # names recorded for (base, adapter) instead of their folders
+    retrieval: str | None = None             # the retrieval lanes' settings its window needs (None: the default)
 
     def intro_for(self, policy: ContextPolicy) -> str | None:
         """The introduction, under the alias's own context only (what it says holds for that window)."""
@@ -48,7 +49,10 @@ ALIASES: dict[str, Alias] = {
                "fact you state soon falls out of it and only the δ-mem lane can still answer. It knows a few hundred "
                "lower-case words; others show as <unk>. Try: my dog is called rex. / i baked a cake today. / "
                "it is raining this morning. / what is my dog called?"),
-        labels=("deltamem demo backbone", "deltamem demo adapter")),
+        labels=("deltamem demo backbone", "deltamem demo adapter"),
+        # Half the window: a quarter of 48 tokens holds no retrieved line (the block's header and one fact take
+        # about 17 of the demo's tokens).
+        retrieval=f"k=3,tokens={demo.DEMO_WINDOW // 2}"),
 }
 
 

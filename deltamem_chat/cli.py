@@ -64,7 +64,7 @@ def chat(
     context: PolicyOpt = None,
     lanes: LanesOpt = None,
     batching: BatchingOpt = "batched",
-    retrieval: RetrievalOpt = "k=3,tokens=auto",
+    retrieval: RetrievalOpt = None,
     device: DeviceOpt = "auto",
     dtype: DtypeOpt = "auto",
     attn: AttnOpt = "auto",
@@ -85,7 +85,8 @@ def chat(
     if ctx.invoked_subcommand is not None:
         return
     batched = batching_mode(batching)
-    names, retrieved = lanes_named(lanes), retrieval_from(retrieval)
+    names = lanes_named(lanes)
+    retrieval_from(retrieval)          # checked before anything loads
     if read is not None:
         from deltamem_chat.documents import DocumentError, read_document
 
@@ -103,6 +104,7 @@ def chat(
         raise typer.Exit(run_chat_on(engine, info, identity, settings, read=read))
     models = resolve_or_exit(adapter, base)
     policy = policy_for(context, models.context)
+    retrieved = retrieval_from(retrieval, models)
     loaded = load_or_exit(models, device, dtype, attn, quantize)
     from deltamem_chat.tui import run_chat
 

@@ -138,3 +138,13 @@ def test_lane_options_are_refused_in_one_sentence_before_loading(option: list[st
 
     result = CliRunner().invoke(app, ["replay", str(ROOT / "transcripts" / "demo_1.jsonl"), "--headless", *option])
     assert result.exit_code == 2 and option[0] in result.output and "Traceback" not in result.output
+
+
+def test_without_retrieval_settings_an_alias_brings_its_own_else_the_default() -> None:
+    from deltamem_chat.aliases import resolve_models
+    from deltamem_chat.commands.options import retrieval_from
+
+    demo = resolve_models("demo", None)
+    assert (retrieval_from(None, demo).k, retrieval_from(None, demo).tokens) == (3, 24)   # half the demo's window
+    assert retrieval_from(None, resolve_models("qwen3-4b", None)).tokens is None          # a quarter of the window
+    assert retrieval_from("k=2,tokens=50", demo).tokens == 50

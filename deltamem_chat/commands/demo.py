@@ -21,6 +21,7 @@ from deltamem.demo import DEMO_WINDOW
 from deltamem.demo.data import TRAIN_SEEDS, Conversation, conversation, demo_shape, document
 from deltamem.files import SaveError
 from deltamem.runtime.contract import LANE_TITLES, has_retrieval
+from deltamem_chat.aliases import ALIASES, OFFLINE
 from deltamem_chat.commands.options import (
     AdapterOpt,
     BaseOpt,
@@ -48,9 +49,8 @@ from deltamem_chat.transcripts import (
     write_transcript,
 )
 
-#: The retrieval lanes' settings for the demo: half its window, since a quarter of 48 tokens holds no retrieved line
-#: (the block's header and one fact take about 17 of the demo's tokens).
-DEMO_RETRIEVAL = f"k=3,tokens={DEMO_WINDOW // 2}"
+#: The retrieval lanes' settings for the demo (the demo alias's own).
+DEMO_RETRIEVAL = ALIASES[OFFLINE].retrieval
 
 
 def to_transcript(chat: Conversation, window: int = DEMO_WINDOW) -> Transcript:

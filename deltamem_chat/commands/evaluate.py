@@ -142,7 +142,7 @@ def register(app: typer.Typer) -> None:
         quantize: QuantizeOpt = "none",
         lanes: LanesOpt = None,
         batching: BatchingOpt = "batched",
-        retrieval: RetrievalOpt = "k=3,tokens=auto",
+        retrieval: RetrievalOpt = None,
         dates: DatesOpt = "on",
         max_new_tokens: Annotated[int | None, typer.Option("--max-new-tokens", min=1, help="Longest answer "
                                                            "(default 64; --official sets it).")] = None,

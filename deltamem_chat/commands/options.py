@@ -44,8 +44,12 @@ LanesOpt = Annotated[str | None, typer.Option("--lanes", help="The lanes side by
                                               "retrieved back by BM25; default: frozen,delta).")]
 BatchingOpt = Annotated[str, typer.Option("--batching", help="batched (the lanes as rows of one forward) or "
                                           "sequential (one lane after the other; the same tokens).")]
-RetrievalOpt = Annotated[str, typer.Option("--retrieval", help="The retrieval lanes' top k messages and token budget, "
-                                           "e.g. k=3,tokens=256 (tokens=auto: a quarter of the window).")]
+#: The retrieval lanes' settings unless `--retrieval` or the model's alias says otherwise.
+RETRIEVAL_DEFAULT = "k=3,tokens=auto"
+RetrievalOpt = Annotated[str | None, typer.Option("--retrieval", help="The retrieval lanes' top k messages and token "
+                                                  "budget, e.g. k=3,tokens=256 (tokens=auto: a quarter of the "
+                                                  f"window; default {RETRIEVAL_DEFAULT}, or the alias's own: the "
+                                                  "demo's is k=3,tokens=24).")]
 
 MaxTokensOpt = Annotated[int, typer.Option("--max-new-tokens", min=1, help="Longest reply per lane and turn.")]
 TemperatureOpt = Annotated[float, typer.Option("--temperature", min=0.0, help="0 = greedy; above 0 samples.")]
@@ -105,8 +109,10 @@ def lanes_named(text: str | None, default: tuple[str, ...] = LANE_NAMES) -> tupl
         raise fail(f"--lanes: {exc}") from None
 
 
-def retrieval_from(text: str) -> RetrievalSettings:
-    """`--retrieval`'s settings, or a one-sentence exit."""
+def retrieval_from(text: str | None, models: Models | None = None) -> RetrievalSettings:
+    """`--retrieval`'s settings (when not given: the alias's own, else the default), or a one-sentence exit."""
+    if text is None:
+        text = (models.alias.retrieval if models and models.alias else None) or RETRIEVAL_DEFAULT
     try:
         return RetrievalSettings.parse(text)
     except RetrievalError as exc:

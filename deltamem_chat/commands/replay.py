@@ -94,7 +94,7 @@ def register(app: typer.Typer) -> None:
         context: PolicyOpt = None,
         lanes: LanesOpt = None,
         batching: BatchingOpt = "batched",
-        retrieval: RetrievalOpt = "k=3,tokens=auto",
+        retrieval: RetrievalOpt = None,
         device: DeviceOpt = "auto",
         dtype: DtypeOpt = "auto",
         attn: AttnOpt = "auto",
@@ -140,6 +140,7 @@ def register(app: typer.Typer) -> None:
         else:
             models = resolve_or_exit(adapter, base)
             policy = policy_for(context, transcript.meta.context, models.context)
+            retrieved = retrieval_from(retrieval, models)
             loaded = load_or_exit(models, device, dtype, attn, quantize)
             from deltamem.runtime.engine import ABEngine
 
