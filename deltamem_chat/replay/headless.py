@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import signal
 import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -45,14 +44,13 @@ def run_headless(runner: ReplayRunner, config: dict[str, Any], *, report_path: P
     that could not be written where asked (`-` writes a report on standard output). A Markdown report in a file gets
     the memory's picture beside it (`memory_svg`)."""
     cancel = threading.Event()
-    reading: dict[str, tuple[TaskID, float]] = {}  # a lane's bar for the long message it reads, and its start
+    reading: dict[str, TaskID] = {}  # a lane's bar for the long message it reads
     try:
         with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                       TimeRemainingColumn(), console=console, transient=False) as progress, \
                 first_interrupt_cancels(cancel):
             task = progress.add_task("replaying", total=len(runner.transcript.items))
             while not runner.finished and not cancel.is_set():
-                read: dict[str, ReadProgress] = {}
                 for event in runner.step(cancel):
                     if isinstance(event, StepStarted):
                         record = event.record
@@ -60,14 +58,14 @@ def run_headless(runner: ReplayRunner, config: dict[str, Any], *, report_path: P
                         progress.update(task, description=f"{label:>9}: {one_line(record.text, 40)}")
                     elif isinstance(event, ReadProgress):
                         if event.lane not in reading:
-                            reading[event.lane] = (progress.add_task(f"{event.lane:>9}: tokens into memory",
-                                                                     total=event.total), time.monotonic())
-                        progress.update(reading[event.lane][0], completed=event.done)
-                        read[event.lane] = event
-                for lane, (task_id, start) in reading.items():
+                            reading[event.lane] = progress.add_task(f"{event.lane:>9}: tokens into memory",
+                                                                    total=event.total)
+                        progress.update(reading[event.lane], completed=event.done)
+                for lane, task_id in reading.items():
+                    bar = next(t for t in progress.tasks if t.id == task_id)
+                    progress.console.print(f"{lane:>9}: {int(bar.completed):,} of {int(bar.total or 0):,} tokens read "
+                                           f"into memory in {bar.elapsed or 0.0:.1f} s", highlight=False)
                     progress.remove_task(task_id)
-                    progress.console.print(f"{lane:>9}: {read[lane].done:,} of {read[lane].total:,} tokens read into "
-                                           f"memory in {time.monotonic() - start:.1f} s", highlight=False)
                 reading.clear()
                 if not cancel.is_set():
                     progress.advance(task)
