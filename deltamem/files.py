@@ -245,6 +245,14 @@ def parse_json(text: str) -> Any:
     return value
 
 
+def decode_text(data: bytes, path: Path, error: type[Exception]) -> str:
+    """A file's bytes as UTF-8 text (a byte-order mark dropped), or `error("<path>: not UTF-8 text ...")`."""
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise error(f"{path}: not UTF-8 text (bad byte at offset {exc.start:,})") from None
+
+
 def read_json(path: Path, error: type[Exception], missing: str) -> Any:
     """Parse a JSON file, turning a missing, unreadable or broken file into `error("<path>: ...")`."""
     try:
@@ -255,10 +263,7 @@ def read_json(path: Path, error: type[Exception], missing: str) -> Any:
         raise error(f"{path}: is a folder, not a JSON file") from None
     except OSError as exc:
         raise error(f"{path}: cannot be read ({exc.strerror or exc})") from None
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise error(f"{path}: not UTF-8 text (bad byte at offset {exc.start})") from None
+    text = decode_text(data, path, error)
     try:
         return parse_json(text)
     except json.JSONDecodeError as exc:

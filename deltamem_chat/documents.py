@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from deltamem.files import decode_text
+
 #: The largest document read (bytes): well past anything a window or the trained write horizon covers.
 MAX_BYTES = 64 * 2**20
 
@@ -39,10 +41,7 @@ def read_document(path: str | Path) -> Document:
         data = path.read_bytes()
     except OSError as exc:
         raise DocumentError(f"{path}: cannot be read ({exc.strerror or exc})") from None
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise DocumentError(f"{path}: not UTF-8 text (bad byte at offset {exc.start:,})") from None
+    text = decode_text(data, path, DocumentError)
     if not text.strip():
         raise DocumentError(f"{path}: the file is empty")
     if "\x00" in text:
