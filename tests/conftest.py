@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 
 import pytest
@@ -11,6 +12,12 @@ from deltamem.context import ContextPolicy
 from deltamem.model import DeltaMemModel
 from deltamem.runtime.engine import ABEngine
 from deltamem.testing import byte_chatml_tokenizer, printable_only, random_backbone, random_delta_model
+
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # The suite runs a worker per core (pyproject's addopts): one torch thread each, or they spin against each other.
+    # Subprocesses a test starts (a server) inherit it.
+    os.environ["OMP_NUM_THREADS"] = "1"
+    torch.set_num_threads(1)
 
 
 @pytest.fixture

@@ -69,7 +69,7 @@ class SlowEngine(ABEngine):
     def turn(self, *args: Any, **kwargs: Any) -> Iterator[Event]:
         for event in super().turn(*args, **kwargs):
             if isinstance(event, TokenEvent):
-                time.sleep(0.005)
+                time.sleep(0.01)
             yield event
 
 
@@ -295,7 +295,7 @@ def test_an_engine_error_is_a_notification_and_the_app_goes_on() -> None:
 
 
 def test_panes_follow_the_stream_only_while_at_the_bottom() -> None:
-    engine = scripted(pieces=[f"line {i}\n\n" for i in range(40)])  # paragraphs: Markdown joins lines
+    engine = scripted(pieces=[f"line {i}\n\n" for i in range(24)])  # paragraphs: Markdown joins lines
     app, chat = chat_app(engine)
 
     async def scenario(pilot: Pilot) -> None:

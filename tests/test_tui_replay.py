@@ -156,7 +156,7 @@ def test_regenerated_turns_stream_each_lanes_own_reply_and_flag_differences() ->
 
 
 def test_pause_stops_playing_after_the_current_item_and_escape_cancels() -> None:
-    engine = scripted({"What is my sister called?": {"frozen": "a " * 200, "delta": "b " * 200}},
+    engine = scripted({"What is my sister called?": {"frozen": "a " * 2000, "delta": "b " * 2000}},
                             delay=0.01)
     runner = scripted_runner(engine)
     app, replay = replay_app(runner)
