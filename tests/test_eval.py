@@ -141,3 +141,21 @@ def test_a_result_that_cannot_be_added_keeps_the_finished_units(tmp_path: Path, 
     assert result.exit_code == 2 and "Traceback" not in result.output
     assert "could not add a result to" in result.output and "No space left on device" in result.output
     assert "run the same command to continue" in " ".join(result.output.split())
+
+
+def test_a_retrieval_lane_gets_its_evidence_recall_in_the_summary(tmp_path: Path) -> None:
+    out = tmp_path / "rag"
+    result = CliRunner().invoke(app, ["eval", BENCH[0], "--conditions", "window:48", "--adapter", "demo", "--device",
+                                      "cpu", "--max-new-tokens", "4", "--lanes", "frozen,rag", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    probes = [p for u in read_results(out / "results.jsonl") for p in u["probes"]]
+    verdicts = [p["retrieval"]["rag"]["evidence"] for p in probes]
+    found, missed = verdicts.count("found"), verdicts.count("missed")
+    assert found + missed > 0 and "frozen" not in probes[0]["retrieval"]
+    lanes = json.loads((out / "summary.json").read_text())["conditions"]["window:48"]
+    assert "retrieval" not in lanes["frozen"]
+    assert lanes["rag"]["retrieval"]["found"] == found and lanes["rag"]["retrieval"]["missed"] == missed
+    assert lanes["rag"]["retrieval"]["recall_at_k"] == round(found / (found + missed), 4)
+    markdown = (out / "summary.md").read_text()
+    assert "evidence recall@k" in markdown and f"({found}/{found + missed})" in markdown
+    assert "evidence recall@k" in " ".join(result.output.split())

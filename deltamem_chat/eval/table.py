@@ -12,6 +12,7 @@ from typing import Any
 from rich.table import Table
 
 from deltamem_chat.eval.plan import EvalSettings
+from deltamem_chat.replay.report import evidence_counts, recall_at_k_cell
 from deltamem_chat.scoring import LaneSummary, ProbeOutcome, ProbeScore, summarise
 
 
@@ -41,26 +42,38 @@ def summarise_results(results: list[dict[str, Any]], settings: EvalSettings,
     for condition in settings.conditions:
         summary = summarise(outcomes(results, condition, settings.protocol))
         conditions[condition] = {lane: _lane(values) for lane, values in summary.lanes.items()}
+        probes = [p for r in results if r["condition"] == condition for p in r["probes"]]
+        for lane, values in conditions[condition].items():
+            verdicts = [p["retrieval"][lane]["evidence"] for p in probes if lane in p.get("retrieval", {})]
+            if verdicts:
+                values["retrieval"] = evidence_counts(verdicts)
         for values in summary.lanes.values():
             for category in values.categories:
                 categories.setdefault(str(category), names.get(category, "none" if category is None else str(category)))
     return {"protocol": settings.protocol, "categories": categories, "conditions": conditions}
 
 
-def _cells(lane: dict[str, Any], categories: Mapping[str, str]) -> list[str]:
+def _retrieving(summary: dict[str, Any]) -> bool:
+    """Whether any lane retrieved (then the tables get a recall@k column)."""
+    return any("retrieval" in lane for lanes in summary["conditions"].values() for lane in lanes.values())
+
+
+def _cells(lane: dict[str, Any], categories: Mapping[str, str], retrieving: bool) -> list[str]:
     cells = [f"{lane['score']:.4f}"]
     for key in categories:
         here = lane["categories"].get(key)
         cells.append("—" if here is None else f"{here['score']:.4f} ({here['probes']})")
-    return cells + [str(lane["probes"])]
+    return cells + [str(lane["probes"])] + ([recall_at_k_cell(lane)] if retrieving else [])
 
 
 def _header(summary: dict[str, Any]) -> list[str]:
-    return ["condition", "lane", "overall", *summary["categories"].values(), "probes"]
+    return ["condition", "lane", "overall", *summary["categories"].values(), "probes",
+            *(["evidence recall@k"] if _retrieving(summary) else [])]
 
 
 def _rows(summary: dict[str, Any]) -> list[list[str]]:
-    return [[condition, lane, *_cells(values, summary["categories"])]
+    retrieving = _retrieving(summary)
+    return [[condition, lane, *_cells(values, summary["categories"], retrieving)]
             for condition, lanes in summary["conditions"].items() for lane, values in lanes.items()]
 
 

@@ -78,16 +78,21 @@ def build_report(runner: ReplayRunner, config: dict[str, Any], *, partial: bool)
     }
 
 
-def evidence_summary(runner: ReplayRunner, lane: str) -> dict[str, Any]:
+def evidence_counts(verdicts: list[str | None]) -> dict[str, Any]:
     """How often a retrieval lane's retrieved messages held a probe's evidence (`depends_on`) once it had left the
     window: recall@k is found / (found + missed); probes whose evidence was still in the window are counted apart."""
-    verdicts = [r.lanes[lane].evidence for r in runner.records if r.outcome is not None and lane in r.lanes]
     found, missed = verdicts.count("found"), verdicts.count("missed")
     return {"found": found, "missed": missed, "in_window": verdicts.count("in window"),
             "recall_at_k": round(found / (found + missed), 4) if found + missed else None}
 
 
-def _recall_at_k(lane: dict[str, Any]) -> str:
+def evidence_summary(runner: ReplayRunner, lane: str) -> dict[str, Any]:
+    """`evidence_counts` over the probes a replay answered."""
+    return evidence_counts([record.lanes[lane].evidence for record in runner.records
+                            if record.outcome is not None and lane in record.lanes])
+
+
+def recall_at_k_cell(lane: dict[str, Any]) -> str:
     """A lane's retrieval recall@k for the tables: `found/dropped`, or a dash for lanes without retrieval."""
     retrieval = lane.get("retrieval")
     if retrieval is None or retrieval["recall_at_k"] is None:
@@ -130,7 +135,7 @@ def to_markdown(report: dict[str, Any], picture: str | None = None) -> str:
               "| lane | recall | mean F1 | probes | written tokens | evidence retrieved |", "|---|---|---|---|---|---|"]
     for name, lane in summary["lanes"].items():
         lines.append(f"| {LANE_TITLES.get(name, name)} | {lane['recall']:.3f} | {lane['mean_f1']:.3f} | "
-                     f"{lane['probes']} | {lane['written_tokens']:,} | {_recall_at_k(lane)} |")
+                     f"{lane['probes']} | {lane['written_tokens']:,} | {recall_at_k_cell(lane)} |")
     if picture:
         lines += ["", "## Memory", "", f"![The memory over the replay: per-layer state norms, mean β, ‖Δo‖/‖o‖ and "
                                        f"the writes against the horizon]({picture})"]
@@ -156,6 +161,6 @@ def summary_table(report: dict[str, Any]) -> Table:
         table.add_column(column, justify="left" if column == "lane" else "right")
     for name, lane in report["summary"]["lanes"].items():
         table.add_row(LANE_TITLES.get(name, name), f"{lane['recall']:.3f}", f"{lane['mean_f1']:.3f}",
-                      str(lane["probes"]), f"{lane['written_tokens']:,}", _recall_at_k(lane))
+                      str(lane["probes"]), f"{lane['written_tokens']:,}", recall_at_k_cell(lane))
     return table
 
