@@ -20,7 +20,15 @@ from fastapi import FastAPI, Header, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from deltamem.context import ContextPolicy, PolicyError, WriteBudget
-from deltamem.runtime.contract import LANE_NAMES, GenerationSettings, LaneDone, ReadProgress, TokenEvent, TurnDone
+from deltamem.runtime.contract import (
+    GenerationSettings,
+    LaneDone,
+    ReadProgress,
+    TokenEvent,
+    TurnDone,
+    has_memory,
+    has_retrieval,
+)
 from deltamem.runtime.engine import ABEngine
 from deltamem_chat.server import engine_api, errors
 from deltamem_chat.server.completions import (
@@ -50,13 +58,6 @@ def session_for(header: str | None, user: str | None) -> str | None:
     if user is None or SESSION_ID.fullmatch(user):
         return user
     return "user-" + hashlib.sha256(user.encode()).hexdigest()[:32]
-
-
-def _lane(model: str) -> str:
-    if model not in LANE_NAMES:
-        raise ApiError(404, f"model {model!r} is not served here: use one of {', '.join(LANE_NAMES)}", param="model",
-                       code="model_not_found")
-    return model
 
 
 def _settings(request: ChatRequest, store: SessionStore) -> GenerationSettings:
@@ -93,15 +94,15 @@ def create_app(store: SessionStore, api_key: str | None = None) -> FastAPI:
     # --------------------------------------------------------------------------------------- models
     @app.get("/v1/models")
     async def models() -> dict[str, Any]:
-        return {"object": "list", "data": [_model(name) for name in LANE_NAMES]}
+        return {"object": "list", "data": [_model(name) for name in store.lanes]}
 
     @app.get("/v1/models/{name}")
     async def model(name: str) -> dict[str, Any]:
-        return _model(_lane(name))
+        return _model(store.served(name))
 
     def _model(name: str) -> dict[str, Any]:
         return {"id": name, "object": "model", "created": 0, "owned_by": "deltamem-chat",
-                EXTENSION: {"memory": name != LANE_NAMES[0], "base": store.loaded.base,
+                EXTENSION: {"memory": has_memory(name), "retrieval": has_retrieval(name), "base": store.loaded.base,
                             "adapter": store.loaded.adapter}}
 
     @app.get("/health")
@@ -112,7 +113,7 @@ def create_app(store: SessionStore, api_key: str | None = None) -> FastAPI:
     # ---------------------------------------------------------------------------------- completions
     @app.post("/v1/chat/completions", response_model=None)
     async def chat_completions(body: ChatRequest, x_session_id: str | None = Header(default=None)) -> Response:
-        lane = _lane(body.model)
+        lane = store.served(body.model)
         settings = _settings(body, store)
         session = session_for(x_session_id, body.user)
         sent = [m.as_dict() for m in body.messages]
@@ -202,7 +203,7 @@ def create_app(store: SessionStore, api_key: str | None = None) -> FastAPI:
     @app.post("/v1/sessions/{session_id}/documents")
     async def document(session_id: str, body: DocumentBody, request: Request) -> dict[str, Any]:
         """Write a document into the session's memory without a reply (long ones in chunks, as the chat does)."""
-        lanes = [_lane(name) for name in body.lanes or LANE_NAMES]
+        lanes = [store.served(name, "lanes") for name in body.lanes or store.lanes]
         cancel = threading.Event()
 
         def read() -> Iterator[Any]:

@@ -1,8 +1,9 @@
 """`/v1/sessions/{id}/engine/…`: the engine contract over HTTP for `deltamem_chat.remote.RemoteEngine`.
 
-Both lanes of a session answer in one run, as in the chat; a run streams the contract's events as JSON lines
-(`deltamem_chat.remote.wire`) and ends with `turn_done`, or with an `error` line. A cancel (its own request, or the
-client going away) stops the generation between tokens and the run still ends with each lane's `lane_done`.
+The served lanes of a session (or those a run names) answer in one run, as in the chat; a run streams the contract's
+events as JSON lines (`deltamem_chat.remote.wire`) and ends with `turn_done`, or with an `error` line. A cancel (its
+own request, or the client going away) stops the generation between tokens and the run still ends with each lane's
+`lane_done`.
 """
 
 from __future__ import annotations
@@ -51,11 +52,11 @@ class RunBody(BaseModel):
     op: Literal["turn", "respond", "read"]
     text: str | None = None
     settings: SettingsBody = SettingsBody()
-    lanes: list[Literal["frozen", "delta"]] | None = None
+    lanes: list[str] | None = Field(default=None, min_length=1)
 
 
 class AddBody(Message):
-    lanes: list[Literal["frozen", "delta"]] | None = None
+    lanes: list[str] | None = Field(default=None, min_length=1)
 
 
 class PointBody(BaseModel):
@@ -74,6 +75,9 @@ def install(app: FastAPI, store: SessionStore) -> None:
     cancels: dict[str, threading.Event] = {}
     numbers = iter(range(1, 2**62))
 
+    def served(names: list[str] | None) -> list[str] | None:
+        return None if names is None else [store.served(name, "lanes") for name in names]
+
     def changed(session_id: str, engine: ABEngine) -> dict[str, Any]:
         store.save(session_id)
         return session_view(session_id, engine)
@@ -87,6 +91,7 @@ def install(app: FastAPI, store: SessionStore) -> None:
         if (body.op == "turn") != (body.text is not None):
             raise ApiError(400, "text is given with op turn, and only then", param="text")
         settings = GenerationSettings(**body.settings.model_dump())
+        lanes = served(body.lanes)
         cancel = threading.Event()
 
         def work() -> Iterator[Any]:
@@ -94,11 +99,11 @@ def install(app: FastAPI, store: SessionStore) -> None:
             cancels[session_id] = cancel
             try:
                 if body.op == "turn":
-                    events = engine.turn(body.text or "", settings, lanes=body.lanes, cancel=cancel)
+                    events = engine.turn(body.text or "", settings, lanes=lanes, cancel=cancel)
                 elif body.op == "respond":
-                    events = engine.respond(settings, lanes=body.lanes, cancel=cancel)
+                    events = engine.respond(settings, lanes=lanes, cancel=cancel)
                 else:
-                    events = engine.read(body.lanes, cancel)
+                    events = engine.read(lanes, cancel)
                 yield from events
             except PromptTooLong as exc:
                 raise ApiError(400, str(exc), code="context_length_exceeded") from None
@@ -130,10 +135,12 @@ def install(app: FastAPI, store: SessionStore) -> None:
 
     @app.post("/v1/sessions/{session_id}/engine/messages")
     async def add(session_id: str, body: AddBody) -> dict[str, Any]:
+        lanes = served(body.lanes)
+
         def apply() -> dict[str, Any]:
             engine = store.engine(session_id)
             message = body.as_dict()
-            engine.add_message(message["role"], message["content"], body.lanes)
+            engine.add_message(message["role"], message["content"], lanes)
             return changed(session_id, engine)
         return await locked(store, apply)
 

@@ -19,6 +19,7 @@ from typing import Any
 
 from deltamem.context import ContextPolicy, WriteBudget
 from deltamem.files import SaveError
+from deltamem.retrieval import RetrievalSettings
 from deltamem.runtime.contract import LANE_NAMES, SessionIdentity
 from deltamem.runtime.engine import ABEngine
 from deltamem.runtime.loading import LoadedModel
@@ -41,13 +42,16 @@ class SessionStore:
     """The server's sessions: live engines (least recently used first) and the folders of every saved one."""
 
     def __init__(self, loaded: LoadedModel, folder: Path, limits: ServerLimits, policy: ContextPolicy,
-                 budget: WriteBudget | None = None, batched: bool = True) -> None:
+                 budget: WriteBudget | None = None, batched: bool = True, lanes: Sequence[str] = LANE_NAMES,
+                 retrieval: RetrievalSettings | None = None) -> None:
         self.loaded = loaded
         self.folder = folder
         self.limits = limits
         self.policy = policy
         self.budget = budget or WriteBudget()
         self.batched = batched
+        self.lanes = tuple(lanes)
+        self.retrieval = retrieval or RetrievalSettings()
         self.identity = SessionIdentity(loaded.base, loaded.adapter)
         self.lock = FairLock()
         self._live: OrderedDict[str, ABEngine] = OrderedDict()
@@ -56,10 +60,21 @@ class SessionStore:
 
     # ------------------------------------------------------------------------------------------- engines
     def new_engine(self, policy: ContextPolicy | None = None, budget: WriteBudget | None = None,
-                   lanes: Sequence[str] = LANE_NAMES) -> ABEngine:
-        """An engine on the shared model (a session's, or a stateless request's)."""
+                   lanes: Sequence[str] | None = None) -> ABEngine:
+        """An engine on the shared model with the served lanes (a session's), or some of them (a stateless
+        request's)."""
         return ABEngine(self.loaded.model, self.loaded.tokenizer, policy=policy or self.policy,
-                        budget=budget or self.budget, batched=self.batched, lanes=lanes)
+                        budget=budget or self.budget, batched=self.batched, lanes=lanes or self.lanes,
+                        retrieval=self.retrieval)
+
+    def served(self, name: str, field: str = "model") -> str:
+        """`name` if it is one of the served lanes, else a refusal naming it and the ones served: OpenAI's 404 for a
+        request's model, a 400 for a lane named in another `field`."""
+        if name not in self.lanes:
+            model = field == "model"
+            raise ApiError(404 if model else 400, f"{field} {name!r} is not served here: use one of "
+                           f"{', '.join(self.lanes)}", param=field, code="model_not_found" if model else None)
+        return name
 
     @property
     def ids(self) -> list[str]:
@@ -145,8 +160,9 @@ class SessionStore:
 def session_view(session_id: str, engine: ABEngine) -> dict[str, Any]:
     """What `GET /v1/sessions/{id}` shows: settings, and each lane's messages and written total."""
     return {"id": session_id, "object": "session", "policy": str(engine.policy), "batched": engine.batched,
+            "retrieval": str(engine.retrieval),
             "budget": {"horizon": engine.budget.horizon, "stop_at_horizon": engine.budget.stop_at_horizon},
-            "lanes": {name: {"memory": view.memory, "messages": list(view.messages),
+            "lanes": {name: {"memory": view.memory, "retrieval": view.retrieval, "messages": list(view.messages),
                              "written_total": view.written_total,
                              "budget": engine.budget.status(view.written_total)}
                       for name in engine.lane_names for view in [engine.lane(name)]}}
