@@ -38,8 +38,9 @@ def tiny_loaded() -> LoadedModel:
 
 
 def store(loaded: LoadedModel, folder: Path, lanes: tuple[str, ...] = LANE_NAMES,
-          retrieval: RetrievalSettings | None = None, **limits: Any) -> SessionStore:
-    return SessionStore(loaded, folder, ServerLimits(**limits), POLICY, lanes=lanes, retrieval=retrieval)
+          retrieval: RetrievalSettings | None = None, cross_batch: bool = True, **limits: Any) -> SessionStore:
+    return SessionStore(loaded, folder, ServerLimits(**limits), POLICY, lanes=lanes, retrieval=retrieval,
+                        cross_batch=cross_batch)
 
 
 @contextmanager

@@ -254,13 +254,13 @@ def test_the_lock_serves_in_arrival_order() -> None:
     assert order == list(range(6))
 
 
-def test_concurrent_clients_stay_isolated_and_the_openai_client_works(loaded: LoadedModel, tmp_path: Path) -> None:
-    import openai
-
+@pytest.mark.parametrize("cross_batch", [True, False], ids=["cross-batch", "one-at-a-time"])
+def test_concurrent_clients_stay_isolated_and_the_openai_client_works(loaded: LoadedModel, tmp_path: Path,
+                                                                      cross_batch: bool) -> None:
     facts = [f"my name is {name}" for name in ("Ada", "Bo", "Cy", "Di")]
     expected = {fact: local_replies(loaded, "delta", [fact, "what is my name?"]) for fact in facts}
     got: dict[str, list[str]] = {}
-    with live_server(store(loaded, tmp_path)) as url:
+    with live_server(store(loaded, tmp_path, cross_batch=cross_batch)) as url:
         def converse(fact: str) -> None:
             with httpx.Client(base_url=url, headers={"X-Session-Id": f"c{facts.index(fact)}"}, timeout=30) as http:
                 got[fact] = [http.post("/v1/chat/completions", json=chat_body("delta", text)).json()[
@@ -279,6 +279,34 @@ def test_concurrent_clients_stay_isolated_and_the_openai_client_works(loaded: Lo
     assert got == expected
     assert reply.choices[0].message.content == pieces == expected[facts[0]][0]
     assert json.loads(reply.usage.model_dump_json())["deltamem"]["written"] > 0
+
+
+def test_requests_on_one_session_wait_for_its_turn_and_busy_sessions_stay_live(loaded: LoadedModel,
+                                                                             tmp_path: Path) -> None:
+    """With turns decoding without the model's lock, a session still serves one request at a time, and eviction
+    passes over a session whose turn is in flight."""
+    users = ["my name is Ada", "what is my name?"]
+    expected = local_replies(loaded, "delta", users)
+    sessions = store(loaded, tmp_path, live_sessions=1)
+    replies: dict[str, str] = {}
+    with live_server(sessions) as url:
+        def ask(sid: str, text: str) -> None:
+            body = chat_body("delta", text, max_tokens=SETTINGS.max_new_tokens)
+            replies[f"{sid}:{text}"] = httpx.post(f"{url}/v1/chat/completions", json=body, timeout=60,
+                                                  headers={"X-Session-Id": sid}).json()["choices"][0]["message"][
+                                                      "content"]
+        threads = [threading.Thread(target=ask, args=(sid, users[0])) for sid in ("a", "b", "c")]
+        threads += [threading.Thread(target=ask, args=("d", text)) for text in users]     # one session, twice
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+        views = {sid: httpx.get(f"{url}/v1/sessions/{sid}").json()["lanes"]["delta"]["messages"] for sid in "ad"}
+    assert {sid: replies[f"{sid}:{users[0]}"] for sid in "abc"} == {sid: expected[0] for sid in "abc"}
+    assert [m["content"] for m in views["a"]] == [users[0], expected[0]]
+    assert [m["role"] for m in views["d"]] == ["user", "assistant"] * 2, "two turns of one session interleaved"
+    assert sorted(m["content"] for m in views["d"][::2]) == sorted(users)
+    assert sorted(p.parent.name for p in tmp_path.glob("*/session.json")) == ["a", "b", "c", "d"]
 
 
 def test_shutdown_saves_every_live_session(loaded: LoadedModel, tmp_path: Path) -> None:
@@ -393,7 +421,10 @@ def test_serve_takes_the_chats_lanes_and_retrieval(tiny_model_dirs: tuple[Path, 
     with TestClient(served["app"]) as test:
         assert [m["id"] for m in test.get("/v1/models").json()["data"]] == ["delta+rag", "frozen"]
         assert test.post("/v1/sessions").json()["retrieval"] == "k=2,tokens=50"
-    for option, value in (("--lanes", "frozen,memory"), ("--retrieval", "depth=3")):
+    assert served["app"].state.store.decoder is not None                   # --cross-batch on by default
+    assert CliRunner().invoke(app, [*common, "--cross-batch", "off"]).exit_code == 0
+    assert served["app"].state.store.decoder is None
+    for option, value in (("--lanes", "frozen,memory"), ("--retrieval", "depth=3"), ("--cross-batch", "maybe")):
         refused = CliRunner().invoke(app, [*common, option, value])
-        assert refused.exit_code == 2 and f"{option}:" in refused.output, refused.output
+        assert refused.exit_code == 2 and f"error: {option}" in refused.output, refused.output
     assert "--lanes" in CliRunner().invoke(app, ["serve", "--help"]).output

@@ -60,12 +60,17 @@ def register(app: typer.Typer) -> None:
         dtype: DtypeOpt = "auto",
         attn: AttnOpt = "auto",
         quantize: QuantizeOpt = "none",
+        cross_batch: Annotated[str, typer.Option("--cross-batch", help="on: while turns of several sessions decode "
+                                                 "at once, their steps run as one batched forward (the same tokens "
+                                                 "as alone); off: one session's turn at a time.")] = "on",
     ) -> None:
         """Serve the lanes (frozen and δ-mem unless --lanes says others) as OpenAI-compatible models named for
         them, with sessions."""
         from deltamem_chat.server.security import is_loopback, new_key
 
         batched = batching_mode(batching)
+        if cross_batch not in ("on", "off"):
+            raise fail(f"--cross-batch {cross_batch!r}: use on or off")
         names = lanes_named(lanes)
         retrieval_from(retrieval)          # checked before anything loads
         if sessions_dir.exists() and not sessions_dir.is_dir():
@@ -87,7 +92,8 @@ def register(app: typer.Typer) -> None:
         limits = ServerLimits(max_body_bytes=max_body, max_tokens=max_tokens,
                               default_max_tokens=min(256, max_tokens), live_sessions=live_sessions,
                               max_sessions=max_sessions)
-        store = SessionStore(loaded, sessions_dir, limits, policy, batched=batched, lanes=names, retrieval=retrieved)
+        store = SessionStore(loaded, sessions_dir, limits, policy, batched=batched, lanes=names, retrieval=retrieved,
+                             cross_batch=cross_batch == "on")
         err.print(f"serving {', '.join(names)} of {loaded.base} + {loaded.adapter} ({policy}) on "
                   f"http://{host}:{port}/v1 · "
                   f"{len(store.ids)} saved sessions in {sessions_dir}", highlight=False, soft_wrap=True)

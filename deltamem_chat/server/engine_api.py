@@ -111,7 +111,7 @@ def install(app: FastAPI, store: SessionStore) -> None:
                 cancels.pop(session_id, None)
                 store.save(session_id)
 
-        items = streamed(store, work, cancel)
+        items = streamed(store, work, cancel, session_id)
         first = await anext(items)
 
         async def lines() -> AsyncIterator[str]:
@@ -142,7 +142,7 @@ def install(app: FastAPI, store: SessionStore) -> None:
             message = body.as_dict()
             engine.add_message(message["role"], message["content"], lanes)
             return changed(session_id, engine)
-        return await locked(store, apply)
+        return await locked(store, apply, session_id)
 
     @app.post("/v1/sessions/{session_id}/engine/checkpoint")
     async def checkpoint(session_id: str) -> dict[str, Any]:
@@ -151,7 +151,7 @@ def install(app: FastAPI, store: SessionStore) -> None:
             number = next(numbers)
             points[session_id] = (number, id(engine), engine.checkpoint())
             return {"checkpoint": number}
-        return await locked(store, take)
+        return await locked(store, take, session_id)
 
     @app.post("/v1/sessions/{session_id}/engine/rollback")
     async def rollback(session_id: str, body: PointBody) -> dict[str, Any]:
@@ -163,7 +163,7 @@ def install(app: FastAPI, store: SessionStore) -> None:
                                "time, and an evicted session's is gone)", param="checkpoint")
             engine.rollback(point)
             return changed(session_id, engine)
-        return await locked(store, back)
+        return await locked(store, back, session_id)
 
     @app.get("/v1/sessions/{session_id}/files")
     async def files(session_id: str) -> dict[str, Any]:
@@ -173,7 +173,7 @@ def install(app: FastAPI, store: SessionStore) -> None:
             folder = store.folder / session_id
             return {"files": {p.name: base64.b64encode(p.read_bytes()).decode() for p in folder.iterdir()
                               if p.is_file() and not p.name.startswith(".")}}
-        return await locked(store, read)
+        return await locked(store, read, session_id)
 
     @app.put("/v1/sessions/{session_id}/files")
     async def replace(session_id: str, body: FilesBody) -> dict[str, Any]:
@@ -197,5 +197,5 @@ def install(app: FastAPI, store: SessionStore) -> None:
                 except SessionError as exc:
                     raise ApiError(400, f"the session sent cannot be loaded: {exc}", param="files") from None
             return {**changed(session_id, engine), "extra": extra}
-        return await locked(store, load)
+        return await locked(store, load, session_id)
 

@@ -1,6 +1,9 @@
 """Sessions on one model: an engine per session (its lanes, caches and memory), the model's weights shared.
 
-Every engine call runs under one `FairLock`, so the model serves one turn at a time, in arrival order. After every
+Every engine call runs under one `FairLock`, so the model serves one turn at a time, in arrival order; with the
+cross-session decoder (`deltamem.runtime.cross_batch`) a turn lets the lock go while it decodes, its steps joined
+with other sessions' in one forward, so each session also has a lock of its own (`using`): one request at a time on
+its engine, and a session whose turn is in flight is never evicted. After every
 change a session is saved atomically into its folder (the app's session format, `deltamem.runtime.session_io`), so
 a kill at any moment loses at most the turn in progress. Past `live_sessions` engines, the least recently used is
 dropped from memory (it is already saved) and loaded again on its next request. A folder the server did not write
@@ -12,8 +15,10 @@ from __future__ import annotations
 import re
 import secrets
 import shutil
+import threading
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +26,7 @@ from deltamem.context import ContextPolicy, WriteBudget
 from deltamem.files import SaveError
 from deltamem.retrieval import RetrievalSettings
 from deltamem.runtime.contract import LANE_NAMES, SessionIdentity
+from deltamem.runtime.cross_batch import CrossBatch
 from deltamem.runtime.engine import ABEngine
 from deltamem.runtime.loading import LoadedModel
 from deltamem.runtime.session_io import SESSION_JSON, SessionError
@@ -43,7 +49,7 @@ class SessionStore:
 
     def __init__(self, loaded: LoadedModel, folder: Path, limits: ServerLimits, policy: ContextPolicy,
                  budget: WriteBudget | None = None, batched: bool = True, lanes: Sequence[str] = LANE_NAMES,
-                 retrieval: RetrievalSettings | None = None) -> None:
+                 retrieval: RetrievalSettings | None = None, cross_batch: bool = True) -> None:
         self.loaded = loaded
         self.folder = folder
         self.limits = limits
@@ -54,6 +60,9 @@ class SessionStore:
         self.retrieval = retrieval or RetrievalSettings()
         self.identity = SessionIdentity(loaded.base, loaded.adapter)
         self.lock = FairLock()
+        self.decoder = CrossBatch(self.lock) if cross_batch else None
+        self._using: dict[str, threading.Lock] = {}
+        self._using_made = threading.Lock()
         self._live: OrderedDict[str, ABEngine] = OrderedDict()
         folder.mkdir(parents=True, exist_ok=True)
         self._saved = {p.parent.name for p in folder.glob(f"*/{SESSION_JSON}") if SESSION_ID.fullmatch(p.parent.name)}
@@ -65,7 +74,18 @@ class SessionStore:
         request's)."""
         return ABEngine(self.loaded.model, self.loaded.tokenizer, policy=policy or self.policy,
                         budget=budget or self.budget, batched=self.batched, lanes=lanes or self.lanes,
-                        retrieval=self.retrieval)
+                        retrieval=self.retrieval, decoder=self.decoder)
+
+    @contextmanager
+    def using(self, session_id: str | None) -> Iterator[None]:
+        """Hold the session's own lock for a block (taken before the store's lock, never after it)."""
+        if session_id is None:
+            yield
+            return
+        with self._using_made:
+            lock = self._using.setdefault(session_id, threading.Lock())
+        with lock:
+            yield
 
     def served(self, name: str, field: str = "model") -> str:
         """`name` if it is one of the served lanes, else a refusal naming it and the ones served: OpenAI's 404 for a
@@ -128,7 +148,14 @@ class SessionStore:
     def _make_room(self) -> None:
         """Drop the least recently used engines until one more fits (each was saved after its last change)."""
         while len(self._live) >= self.limits.live_sessions:
-            self._live.popitem(last=False)
+            idle = next((sid for sid in self._live if not self._busy(sid)), None)
+            if idle is None:
+                return                               # every live session has a request in flight: one more fits
+            del self._live[idle]
+
+    def _busy(self, session_id: str) -> bool:
+        lock = self._using.get(session_id)
+        return lock is not None and lock.locked()
 
     # ------------------------------------------------------------------------------------------- on disk
     def save(self, session_id: str) -> None:
