@@ -246,9 +246,13 @@ class CrossBatch:
         rows = self._rows(batch, member)
         assert batch.mask is not None
         cut = member.offset
-        member.cache = _cache_of(member.model, [(k[rows, :, cut:], v[rows, :, cut:]) for k, v in _layers(batch.cache)])
-        member.mask = batch.mask[rows, cut:]
         rest = [m for m in batch.members if m is not member]
+        if not rest and cut == 0:
+            member.cache, member.mask = batch.cache, batch.mask     # the last one out takes the cache as it is
+        else:
+            member.cache = _cache_of(member.model, [(k[rows, :, cut:], v[rows, :, cut:])
+                                                    for k, v in _layers(batch.cache)])
+            member.mask = batch.mask[rows, cut:]
         if rest:
             self._rebuild(batch, rest)
         else:
@@ -265,7 +269,11 @@ class CrossBatch:
 
     def _rebuild(self, batch: _Batch, members: list[_Member], new: _Member | None = None) -> None:
         """Join the members' caches anew: each (the batch's part, or a new member's own cache) left-padded to the
-        longest member, concatenated along the batch."""
+        longest member, concatenated along the batch (a member alone keeps its cache as it is)."""
+        if members == [new]:
+            batch.cache, batch.mask, batch.members = new.cache, new.mask, members
+            new.cache, new.mask, new.offset = None, None, 0
+            return
         parts: list[tuple[list[tuple[Tensor, Tensor]], Tensor]] = []
         for member in members:
             if member is new:
