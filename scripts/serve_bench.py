@@ -1,10 +1,16 @@
 """Throughput of `deltamem-chat serve` with many clients at once against one client at a time, and the latency per
 token the server adds over the engine in this process, on the offline demo model.
 
-    python scripts/serve_bench.py --clients 16 --turns 4
+    python scripts/serve_bench.py --clients 16 --turns 4 --cross-batch on
 
 Each client holds its own session and says the user turns of one generated demo chat; replies are greedy, so the
-concurrent run must answer exactly what the one-at-a-time run answered (the script checks it).
+concurrent run must answer exactly what the one-at-a-time run answered (the script checks it). `--cross-batch`
+is the server's option: on, the decode steps of the sessions decoding at once share one forward.
+
+The latency the server adds is measured on one client saying one conversation, `--repeats` times over: each time
+on an engine in this process and through the server on loopback, one after the other, so the machine's noise falls
+on both (the order alternates). The replies are the same, so their gaps between streamed tokens pair up, token by
+token; the figure is the median of (gap through the server) less (the same gap in process) over all the pairs.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ import time
 from pathlib import Path
 
 import httpx
+import torch
 
 from deltamem.demo.data import conversation
 from deltamem.runtime.contract import LaneDone, TokenEvent
@@ -83,7 +90,13 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--turns", type=int, default=4)
     parser.add_argument("--max-tokens", type=int, default=32)
+    parser.add_argument("--cross-batch", choices=("on", "off"), default="on")
+    parser.add_argument("--repeats", type=int, default=9, help="interleaved runs of the latency measurement")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default); on a few "
+                        "shared cores, 1 keeps the threads from spinning against other work")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     from deltamem.runtime.loading import load
 
     models = resolve_models("demo", None)
@@ -91,7 +104,8 @@ def main() -> None:
     policy = models.context
     conversations = {f"c{n}": user_turns(n, args.turns) for n in range(args.clients)}
     with tempfile.TemporaryDirectory() as folder:
-        store = SessionStore(loaded, Path(folder), ServerLimits(live_sessions=args.clients), policy)
+        store = SessionStore(loaded, Path(folder), ServerLimits(live_sessions=args.clients), policy,
+                             cross_batch=args.cross_batch == "on")
         with running(create_app(store)) as url:
             converse(url, "warm-up", conversations["c0"][:1], args.max_tokens)
             start = time.perf_counter()
@@ -107,17 +121,30 @@ def main() -> None:
             for thread in threads:
                 thread.join()
             concurrent = time.perf_counter() - start
+            joined = store.decoder.joined_steps if store.decoder is not None else 0
+            local: list[float] = []
+            served: list[float] = []
+            added: list[float] = []
+            alike = True
+            for repeat in range(args.repeats):
+                if repeat % 2 == 0:
+                    local_replies, here = local_gaps(loaded, policy, conversations["c0"], args.max_tokens)
+                served_replies, _, there = converse(url, f"latency-{repeat}", conversations["c0"], args.max_tokens)
+                if repeat % 2 == 1:
+                    local_replies, here = local_gaps(loaded, policy, conversations["c0"], args.max_tokens)
+                alike = alike and local_replies == served_replies == one_by_one["c0"][0] and len(here) == len(there)
+                local, served = local + here, served + there
+                added += [b - a for a, b in zip(here, there)]
     same = all(one_by_one[sid][0] == together[sid][0] for sid in conversations)
     tokens = sum(result[1] for result in one_by_one.values())
-    print(f"{args.clients} clients x {args.turns} turns, {tokens} reply tokens, demo model, window {policy}")
+    print(f"{args.clients} clients x {args.turns} turns, {tokens} reply tokens, demo model, window {policy}, "
+          f"cross-batch {args.cross_batch}")
     print(f"one client at a time: {sequential:6.2f} s  {tokens / sequential:7.1f} tokens/s")
     print(f"all clients at once:  {concurrent:6.2f} s  {tokens / concurrent:7.1f} tokens/s "
-          f"({sequential / concurrent:.2f}x); replies identical: {same}")
-    local_replies, local = local_gaps(loaded, policy, conversations["c0"], args.max_tokens)
-    served = one_by_one["c0"][2]
-    print(f"per token, engine in process: {statistics.median(local) * 1e3:6.2f} ms (median of {len(local)}); "
-          f"through the server, streamed: {statistics.median(served) * 1e3:6.2f} ms (median of {len(served)}); "
-          f"replies identical: {local_replies == one_by_one['c0'][0]}")
+          f"({sequential / concurrent:.2f}x, {joined} decode steps shared by sessions); replies identical: {same}")
+    print(f"the server adds {statistics.median(added) * 1e3:.2f} ms per streamed token (median of {len(added)} "
+          f"paired gaps, {args.repeats} interleaved repeats; in process {statistics.median(local) * 1e3:.2f} ms, "
+          f"through the server {statistics.median(served) * 1e3:.2f} ms); replies identical: {alike}")
 
 
 if __name__ == "__main__":

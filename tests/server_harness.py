@@ -11,7 +11,8 @@ from typing import Any
 from fastapi.testclient import TestClient
 
 from deltamem.context import ContextPolicy
-from deltamem.runtime.contract import GenerationSettings, LaneDone, SessionIdentity
+from deltamem.retrieval import RetrievalSettings
+from deltamem.runtime.contract import LANE_NAMES, GenerationSettings, LaneDone, SessionIdentity
 from deltamem.runtime.engine import ABEngine
 from deltamem.runtime.loading import LoadedModel, choose_runtime
 from deltamem.testing import byte_chatml_tokenizer, printable_only, random_delta_model
@@ -23,6 +24,11 @@ from deltamem_chat.server.sessions import SessionStore
 ROOT = Path(__file__).resolve().parent.parent
 POLICY = ContextPolicy.parse("window:1024")
 SETTINGS = GenerationSettings(max_new_tokens=6)
+#: A window the facts below leave, and a retrieval budget that has room for them (in the tiny model's byte tokens).
+SMALL_WINDOW = ContextPolicy.parse("window:120")
+RETRIEVAL = RetrievalSettings(3, 100)
+FACTS = ["My cat is called Pixel.", "I live in Lisbon.", "The sky was grey.", "My sister plays cello.",
+         "What is my cat called?", "Who plays cello?"]
 
 
 def tiny_loaded() -> LoadedModel:
@@ -31,8 +37,10 @@ def tiny_loaded() -> LoadedModel:
     return LoadedModel(model, byte_chatml_tokenizer(), "tiny-base", "tiny-adapter", choose_runtime("cpu"))
 
 
-def store(loaded: LoadedModel, folder: Path, **limits: Any) -> SessionStore:
-    return SessionStore(loaded, folder, ServerLimits(**limits), POLICY)
+def store(loaded: LoadedModel, folder: Path, lanes: tuple[str, ...] = LANE_NAMES,
+          retrieval: RetrievalSettings | None = None, cross_batch: bool = True, **limits: Any) -> SessionStore:
+    return SessionStore(loaded, folder, ServerLimits(**limits), POLICY, lanes=lanes, retrieval=retrieval,
+                        cross_batch=cross_batch)
 
 
 @contextmanager

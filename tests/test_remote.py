@@ -12,13 +12,31 @@ from typing import Any
 import pytest
 
 from deltamem.context import ContextPolicy
-from deltamem.runtime.contract import Engine, GenerationSettings, LaneDone, SessionIdentity, TokenEvent, TurnDone
+from deltamem.runtime.contract import (
+    ALL_LANES,
+    Engine,
+    GenerationSettings,
+    LaneDone,
+    SessionIdentity,
+    TokenEvent,
+    TurnDone,
+)
 from deltamem.runtime.engine import ABEngine
 from deltamem.runtime.loading import LoadedModel
 from deltamem_chat.remote.engine import RemoteEngine, RemoteError
 from deltamem_chat.replay import ReplayRunner
 from deltamem_chat.transcripts import load_transcript
-from tests.server_harness import POLICY, ROOT, SETTINGS, live_server, store, tiny_loaded
+from tests.server_harness import (
+    FACTS,
+    POLICY,
+    RETRIEVAL,
+    ROOT,
+    SETTINGS,
+    SMALL_WINDOW,
+    live_server,
+    store,
+    tiny_loaded,
+)
 
 
 @pytest.fixture(scope="module")
@@ -56,6 +74,25 @@ def test_turns_stream_what_the_local_engine_streams(loaded: LoadedModel, url: st
     assert remote.lane("delta") == local.lane("delta")
     remote.reset_memory()
     assert remote.lane("delta").written_total == 0 and remote.lane("delta").messages == local.lane("delta").messages
+
+
+@pytest.mark.parametrize("lanes", [("frozen", "delta", "rag"), ALL_LANES], ids=["3-lanes", "4-lanes"])
+def test_a_server_of_more_lanes_streams_what_the_local_engine_streams(loaded: LoadedModel, tmp_path: Path,
+                                                                      lanes: tuple[str, ...]) -> None:
+    """The retrieval lanes too: the messages retrieved reach each lane's stats over the wire."""
+    local = ABEngine(loaded.model, loaded.tokenizer, policy=SMALL_WINDOW, lanes=lanes, retrieval=RETRIEVAL)
+    with live_server(store(loaded, tmp_path, lanes=lanes, retrieval=RETRIEVAL)) as url:
+        remote = RemoteEngine(url, policy=SMALL_WINDOW)
+        assert remote.lane_names == lanes and remote.lane("rag").retrieval
+        retrieved = []
+        for text in FACTS:
+            events = list(remote.turn(text, SETTINGS))
+            expected = list(local.turn(text, SETTINGS))
+            assert summary(events) == summary(expected)
+            stats = [{n: s.retrieved for n, s in e[-1].stats.items()} for e in (events, expected)]
+            assert stats[0] == stats[1]
+            retrieved.append(stats[0]["rag"])
+        assert any(retrieved) and all(remote.lane(n) == local.lane(n) for n in lanes)
 
 
 def test_a_remote_session_saves_and_loads_in_the_apps_format(loaded: LoadedModel, url: str, tmp_path: Path) -> None:

@@ -12,15 +12,22 @@ import time
 from pathlib import Path
 
 import httpx
+import openai
 import pytest
 
+from deltamem.runtime.contract import ALL_LANES, LaneDone
+from deltamem.runtime.engine import ABEngine
 from deltamem.runtime.loading import LoadedModel
 from deltamem_chat.server.background import free_port
 from deltamem_chat.server.completions import new_messages
 from deltamem_chat.server.fair_lock import FairLock
 from deltamem_chat.server.security import is_loopback
 from tests.server_harness import (
+    FACTS,
+    RETRIEVAL,
     ROOT,
+    SETTINGS,
+    SMALL_WINDOW,
     chat_body,
     client,
     live_server,
@@ -42,6 +49,50 @@ def test_models_are_the_lanes(loaded: LoadedModel, tmp_path: Path) -> None:
         assert [m["id"] for m in listed["data"]] == ["frozen", "delta"]
         assert test.get("/v1/models/delta").json()["deltamem"]["memory"] is True
         assert test.get("/v1/models/gpt-4").status_code == 404
+
+
+def test_the_models_are_the_lanes_it_serves(loaded: LoadedModel, tmp_path: Path) -> None:
+    served = ("rag", "delta", "delta+rag")
+    with client(loaded, tmp_path, lanes=served) as test:
+        listed = test.get("/v1/models").json()["data"]
+        assert [m["id"] for m in listed] == list(served)
+        assert [(m["deltamem"]["memory"], m["deltamem"]["retrieval"]) for m in listed] == [
+            (False, True), (True, False), (True, True)]
+        for unserved in ("frozen", "gpt-4"):
+            for refused in (test.get(f"/v1/models/{unserved}"),
+                            test.post("/v1/chat/completions", json=chat_body(unserved, "hi"))):
+                assert refused.status_code == 404, refused.text
+                error = refused.json()["error"]
+                assert error["message"] == f"model {unserved!r} is not served here: use one of rag, delta, delta+rag"
+                assert error["code"] == "model_not_found" and error["param"] == "model"
+        created = test.post("/v1/sessions", headers={"X-Session-Id": "s"}).json()
+        assert list(created["lanes"]) == list(served) and created["lanes"]["rag"]["retrieval"] is True
+        bad = test.post("/v1/sessions/s/engine/run", json={"op": "read", "lanes": ["frozen"]})
+        assert bad.status_code == 400 and "lanes 'frozen' is not served here" in bad.json()["error"]["message"]
+        bad = test.post("/v1/sessions/s/documents", json={"text": "a note", "lanes": ["frozen"]})
+        assert bad.status_code == 400 and bad.json()["error"]["param"] == "lanes"
+
+
+def test_a_rag_reply_through_the_openai_client_equals_the_local_rag_lane(loaded: LoadedModel, tmp_path: Path) -> None:
+    """Greedy, with a window the first facts leave: the retrieved messages and the replies are the local lane's."""
+    local = ABEngine(loaded.model, loaded.tokenizer, policy=SMALL_WINDOW, lanes=ALL_LANES, retrieval=RETRIEVAL)
+    expected = [next(e for e in local.turn(text, SETTINGS, lanes=["rag"]) if isinstance(e, LaneDone))
+                for text in FACTS]
+    assert any(done.stats.retrieved for done in expected), "the test's window drops nothing worth retrieving"
+    sessions = store(loaded, tmp_path, lanes=ALL_LANES, retrieval=RETRIEVAL)
+    with live_server(sessions) as url:
+        api = openai.OpenAI(base_url=f"{url}/v1", api_key="unused-on-loopback")
+        assert [m.id for m in api.models.list().data] == list(ALL_LANES)
+        httpx.post(f"{url}/v1/sessions", json={"policy": str(SMALL_WINDOW)}, headers={"X-Session-Id": "r"})
+        replies = [api.chat.completions.create(model="rag", messages=[{"role": "user", "content": text}],
+                                               max_tokens=SETTINGS.max_new_tokens,
+                                               extra_headers={"X-Session-Id": "r"}) for text in FACTS]
+        with pytest.raises(openai.NotFoundError, match="use one of frozen, delta, rag, delta\\+rag"):
+            api.chat.completions.create(model="gpt-4", messages=[{"role": "user", "content": "hi"}])
+    assert [r.choices[0].message.content for r in replies] == [done.text for done in expected]
+    assert [r.model for r in replies] == ["rag"] * len(FACTS)
+    assert [r.usage.model_extra["deltamem"]["retrieved"] for r in replies] == [done.stats.retrieved
+                                                                               for done in expected]
 
 
 @pytest.mark.parametrize("lane", ["frozen", "delta"])
@@ -203,13 +254,13 @@ def test_the_lock_serves_in_arrival_order() -> None:
     assert order == list(range(6))
 
 
-def test_concurrent_clients_stay_isolated_and_the_openai_client_works(loaded: LoadedModel, tmp_path: Path) -> None:
-    import openai
-
+@pytest.mark.parametrize("cross_batch", [True, False], ids=["cross-batch", "one-at-a-time"])
+def test_concurrent_clients_stay_isolated_and_the_openai_client_works(loaded: LoadedModel, tmp_path: Path,
+                                                                      cross_batch: bool) -> None:
     facts = [f"my name is {name}" for name in ("Ada", "Bo", "Cy", "Di")]
     expected = {fact: local_replies(loaded, "delta", [fact, "what is my name?"]) for fact in facts}
     got: dict[str, list[str]] = {}
-    with live_server(store(loaded, tmp_path)) as url:
+    with live_server(store(loaded, tmp_path, cross_batch=cross_batch)) as url:
         def converse(fact: str) -> None:
             with httpx.Client(base_url=url, headers={"X-Session-Id": f"c{facts.index(fact)}"}, timeout=30) as http:
                 got[fact] = [http.post("/v1/chat/completions", json=chat_body("delta", text)).json()[
@@ -228,6 +279,34 @@ def test_concurrent_clients_stay_isolated_and_the_openai_client_works(loaded: Lo
     assert got == expected
     assert reply.choices[0].message.content == pieces == expected[facts[0]][0]
     assert json.loads(reply.usage.model_dump_json())["deltamem"]["written"] > 0
+
+
+def test_requests_on_one_session_wait_for_its_turn_and_busy_sessions_stay_live(loaded: LoadedModel,
+                                                                             tmp_path: Path) -> None:
+    """With turns decoding without the model's lock, a session still serves one request at a time, and eviction
+    passes over a session whose turn is in flight."""
+    users = ["my name is Ada", "what is my name?"]
+    expected = local_replies(loaded, "delta", users)
+    sessions = store(loaded, tmp_path, live_sessions=1)
+    replies: dict[str, str] = {}
+    with live_server(sessions) as url:
+        def ask(sid: str, text: str) -> None:
+            body = chat_body("delta", text, max_tokens=SETTINGS.max_new_tokens)
+            replies[f"{sid}:{text}"] = httpx.post(f"{url}/v1/chat/completions", json=body, timeout=60,
+                                                  headers={"X-Session-Id": sid}).json()["choices"][0]["message"][
+                                                      "content"]
+        threads = [threading.Thread(target=ask, args=(sid, users[0])) for sid in ("a", "b", "c")]
+        threads += [threading.Thread(target=ask, args=("d", text)) for text in users]     # one session, twice
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+        views = {sid: httpx.get(f"{url}/v1/sessions/{sid}").json()["lanes"]["delta"]["messages"] for sid in "ad"}
+    assert {sid: replies[f"{sid}:{users[0]}"] for sid in "abc"} == {sid: expected[0] for sid in "abc"}
+    assert [m["content"] for m in views["a"]] == [users[0], expected[0]]
+    assert [m["role"] for m in views["d"]] == ["user", "assistant"] * 2, "two turns of one session interleaved"
+    assert sorted(m["content"] for m in views["d"][::2]) == sorted(users)
+    assert sorted(p.parent.name for p in tmp_path.glob("*/session.json")) == ["a", "b", "c", "d"]
 
 
 def test_shutdown_saves_every_live_session(loaded: LoadedModel, tmp_path: Path) -> None:
@@ -323,3 +402,29 @@ def test_serve_on_a_reachable_address_makes_a_key_and_refuses_requests_without_i
         assert test.get("/v1/models", headers={"Authorization": f"Bearer {key}"}).status_code == 200
     refused = CliRunner().invoke(app, ["serve", "--sessions-dir", str(tiny_model_dirs[0] / "config.json")])
     assert refused.exit_code == 2 and "not a folder" in refused.output
+
+
+def test_serve_takes_the_chats_lanes_and_retrieval(tiny_model_dirs: tuple[Path, Path], tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    from fastapi.testclient import TestClient
+    from typer.testing import CliRunner
+
+    from deltamem_chat.cli import app
+
+    served: dict[str, object] = {}
+    monkeypatch.setattr("uvicorn.run", lambda asgi, **options: served.update(app=asgi, **options))
+    base, adapter = tiny_model_dirs
+    common = ["serve", "--adapter", str(adapter), "--base", str(base), "--device", "cpu",
+              "--sessions-dir", str(tmp_path / "s")]
+    result = CliRunner().invoke(app, [*common, "--lanes", "delta+rag,frozen", "--retrieval", "k=2,tokens=50"])
+    assert result.exit_code == 0, result.output
+    with TestClient(served["app"]) as test:
+        assert [m["id"] for m in test.get("/v1/models").json()["data"]] == ["delta+rag", "frozen"]
+        assert test.post("/v1/sessions").json()["retrieval"] == "k=2,tokens=50"
+    assert served["app"].state.store.decoder is not None                   # --cross-batch on by default
+    assert CliRunner().invoke(app, [*common, "--cross-batch", "off"]).exit_code == 0
+    assert served["app"].state.store.decoder is None
+    for option, value in (("--lanes", "frozen,memory"), ("--retrieval", "depth=3"), ("--cross-batch", "maybe")):
+        refused = CliRunner().invoke(app, [*common, option, value])
+        assert refused.exit_code == 2 and f"error: {option}" in refused.output, refused.output
+    assert "--lanes" in CliRunner().invoke(app, ["serve", "--help"]).output

@@ -20,11 +20,12 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import nullcontext
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor
@@ -52,6 +53,9 @@ from deltamem.runtime.contract import (
 from deltamem.runtime.lanes import Lane, LaneGroup, LaneSnapshot
 from deltamem.runtime.long_inputs import LongRead, PromptTooLong, check_fits, cut_message, read_into_memory
 from deltamem.runtime.prefill import lanes_forward
+
+if TYPE_CHECKING:
+    from deltamem.runtime.cross_batch import CrossBatch
 
 
 @dataclass(frozen=True)
@@ -103,8 +107,10 @@ class ABEngine:
 
     def __init__(self, model: DeltaMemModel, tokenizer, *, policy: ContextPolicy | None = None,
                  budget: WriteBudget | None = None, batched: bool = True, system_prompt: str | None = None,
-                 lanes: Sequence[str] = LANE_NAMES, retrieval: RetrievalSettings | None = None) -> None:
+                 lanes: Sequence[str] = LANE_NAMES, retrieval: RetrievalSettings | None = None,
+                 decoder: CrossBatch | None = None) -> None:
         self.model = model
+        self.decoder = decoder            # decode steps shared with other engines' turns (None: this turn's own)
         self.tokenizer = tokenizer
         self.policy = policy or ContextPolicy()
         self.budget = budget or WriteBudget()
@@ -471,8 +477,11 @@ class ABEngine:
     def _refresh_writes(self, lanes: Sequence[Lane]) -> None:
         """Apply the budget's stop policy between forwards."""
         counts = self.model.tokens_written or [0] * len(lanes)
-        self.model.set_rows(memory=[lane.memory for lane in lanes],
-                            writes=[lane.memory and self.budget.allows_writes(c) for lane, c in zip(lanes, counts)])
+        self.model.set_rows(memory=[lane.memory for lane in lanes], writes=self._writes(lanes, counts))
+
+    def _writes(self, lanes: Sequence[Lane], counts: Sequence[int]) -> list[bool]:
+        """Which rows may write, their lanes having written `counts` tokens: the budget's stop policy."""
+        return [lane.memory and self.budget.allows_writes(c) for lane, c in zip(lanes, counts)]
 
     @torch.no_grad()
     def _feed(self, group: LaneGroup, parts: list[list[int]], write: bool) -> Tensor | None:
@@ -502,12 +511,18 @@ class ABEngine:
                                 position_ids=positions.to(device), cache_kw=self._cache_kw, cache=group.cache)
         group.cache = output_cache(out)
         group.mask = mask
-        for lane, part in zip(group.lanes, parts):
-            lane.processed.extend(part)
-        fed = torch.tensor([bool(part) for part in parts])
-        # NaN marks the rows that were not fed: a NaN the model computed (a broken adapter) must not pass for one.
-        logits = torch.nan_to_num(out.logits[:, -1].float(), nan=0.0, posinf=float("inf"), neginf=float("-inf"))
-        return torch.where(fed.to(logits.device).unsqueeze(1), logits, float("nan"))
+        return _fed(group, parts, out.logits[:, -1])
+
+    @contextmanager
+    def _decode_steps(self, group: LaneGroup) -> Iterator[Callable[[list[list[int]]], Tensor | None]]:
+        """How the decode feeds one token per row: into the group's cache here, or through the cross-session decoder
+        (the same logits, the forward shared with other engines' turns)."""
+        if self.decoder is None:
+            yield lambda parts: self._feed(group, parts, write=True)
+            return
+        writes = partial(self._writes, group.lanes)
+        with self.decoder.decoding(self.model, group, self._cache_kw, self._pad, writes) as step:
+            yield lambda parts: _fed(group, parts, step(parts))
 
     def _decode(self, group: LaneGroup, logits: Tensor | None, settings: GenerationSettings,
                 cancel: threading.Event | None, replies: list[_Reply]) -> Iterator[Event]:
@@ -517,33 +532,34 @@ class ABEngine:
             raise RuntimeError("the prompt holds nothing new to answer: every token of it was read before")
         generators = [_generator(settings.seed, self.turn_index, lane.name) for lane in lanes]
         shown = ["" for _ in lanes]
-        for step in range(settings.max_new_tokens):
-            tokens = [-1 if reply.finished else _choose(logits[row], settings, generators[row])
-                      for row, reply in enumerate(replies)]
-            now = time.perf_counter()
-            for row, (token, reply) in enumerate(zip(tokens, replies)):
-                if reply.finished:
-                    continue
-                if settings.stop_at_eos and token in self._eos:
-                    reply.finished = True
-                    continue
-                reply.tokens.append(token)
-                reply.first = reply.first or now
-                reply.last = now
-                text = self.tokenizer.decode(reply.tokens, skip_special_tokens=True)
-                if not text.endswith("\ufffd"):
-                    delta, shown[row] = text[len(shown[row]):], text
-                    yield TokenEvent(lanes[row].name, delta, token)
-            if all(r.finished for r in replies) or step == settings.max_new_tokens - 1:
-                for reply in replies:
-                    reply.finished = True
-                break
-            if cancel is not None and cancel.is_set():
-                break
-            parts = [[] if r.finished else [t] for t, r in zip(tokens, replies)]
-            logits = self._feed(group, parts, write=True)
-            for reply, part in zip(replies, parts):
-                reply.fed += len(part)
+        with self._decode_steps(group) as feed:
+            for step in range(settings.max_new_tokens):
+                tokens = [-1 if reply.finished else _choose(logits[row], settings, generators[row])
+                          for row, reply in enumerate(replies)]
+                now = time.perf_counter()
+                for row, (token, reply) in enumerate(zip(tokens, replies)):
+                    if reply.finished:
+                        continue
+                    if settings.stop_at_eos and token in self._eos:
+                        reply.finished = True
+                        continue
+                    reply.tokens.append(token)
+                    reply.first = reply.first or now
+                    reply.last = now
+                    text = self.tokenizer.decode(reply.tokens, skip_special_tokens=True)
+                    if not text.endswith("\ufffd"):
+                        delta, shown[row] = text[len(shown[row]):], text
+                        yield TokenEvent(lanes[row].name, delta, token)
+                if all(r.finished for r in replies) or step == settings.max_new_tokens - 1:
+                    for reply in replies:
+                        reply.finished = True
+                    break
+                if cancel is not None and cancel.is_set():
+                    break
+                parts = [[] if r.finished else [t] for t, r in zip(tokens, replies)]
+                logits = feed(parts)
+                for reply, part in zip(replies, parts):
+                    reply.fed += len(part)
 
     # --------------------------------------------------------------------------------------- rollback
     def checkpoint(self) -> Checkpoint:
@@ -574,6 +590,17 @@ class ABEngine:
                 continue
             group.return_to_mark(mask)
         self.turn_index = point.turn_index
+
+
+def _fed(group: LaneGroup, parts: list[list[int]], logits: Tensor) -> Tensor:
+    """Each row's last logits after a feed of `parts`, NaN for the rows that were fed nothing; the lanes' token
+    lists now hold what was fed."""
+    for lane, part in zip(group.lanes, parts):
+        lane.processed.extend(part)
+    fed = torch.tensor([bool(part) for part in parts])
+    # NaN marks the rows that were not fed: a NaN the model computed (a broken adapter) must not pass for one.
+    logits = torch.nan_to_num(logits.float(), nan=0.0, posinf=float("inf"), neginf=float("-inf"))
+    return torch.where(fed.to(logits.device).unsqueeze(1), logits, float("nan"))
 
 
 def _last_logits(written: Tensor | None, reread: Tensor | None) -> Tensor | None:

@@ -14,14 +14,18 @@ from deltamem_chat.commands.options import (
     BatchingOpt,
     DeviceOpt,
     DtypeOpt,
+    LanesOpt,
     PolicyOpt,
     QuantizeOpt,
+    RetrievalOpt,
     batching_mode,
     err,
     fail,
+    lanes_named,
     load_or_exit,
     policy_for,
     resolve_or_exit,
+    retrieval_from,
 )
 
 
@@ -49,16 +53,26 @@ def register(app: typer.Typer) -> None:
         max_body: Annotated[int, typer.Option("--max-body-bytes", min=1024, help="Largest request body.")]
         = 8 * 2**20,
         context: PolicyOpt = None,
+        lanes: LanesOpt = None,
         batching: BatchingOpt = "batched",
+        retrieval: RetrievalOpt = None,
         device: DeviceOpt = "auto",
         dtype: DtypeOpt = "auto",
         attn: AttnOpt = "auto",
         quantize: QuantizeOpt = "none",
+        cross_batch: Annotated[str, typer.Option("--cross-batch", help="on: while turns of several sessions decode "
+                                                 "at once, their steps run as one batched forward (the same tokens "
+                                                 "as alone); off: one session's turn at a time.")] = "on",
     ) -> None:
-        """Serve the frozen and δ-mem lanes as OpenAI-compatible models, `frozen` and `delta`, with sessions."""
+        """Serve the lanes (frozen and δ-mem unless --lanes says others) as OpenAI-compatible models named for
+        them, with sessions."""
         from deltamem_chat.server.security import is_loopback, new_key
 
         batched = batching_mode(batching)
+        if cross_batch not in ("on", "off"):
+            raise fail(f"--cross-batch {cross_batch!r}: use on or off")
+        names = lanes_named(lanes)
+        retrieval_from(retrieval)          # checked before anything loads
         if sessions_dir.exists() and not sessions_dir.is_dir():
             raise fail(f"--sessions-dir {sessions_dir}: not a folder")
         api_key = api_key or None                # an empty key is no key
@@ -67,6 +81,7 @@ def register(app: typer.Typer) -> None:
             err.print(f"API key (send it as Authorization: Bearer KEY): {api_key}", highlight=False, soft_wrap=True)
         models = resolve_or_exit(adapter, base)
         policy = policy_for(context, models.context)
+        retrieved = retrieval_from(retrieval, models)
         loaded = load_or_exit(models, device, dtype, attn, quantize)
         import uvicorn
 
@@ -77,7 +92,9 @@ def register(app: typer.Typer) -> None:
         limits = ServerLimits(max_body_bytes=max_body, max_tokens=max_tokens,
                               default_max_tokens=min(256, max_tokens), live_sessions=live_sessions,
                               max_sessions=max_sessions)
-        store = SessionStore(loaded, sessions_dir, limits, policy, batched=batched)
-        err.print(f"serving {loaded.base} + {loaded.adapter} ({policy}) on http://{host}:{port}/v1 · "
+        store = SessionStore(loaded, sessions_dir, limits, policy, batched=batched, lanes=names, retrieval=retrieved,
+                             cross_batch=cross_batch == "on")
+        err.print(f"serving {', '.join(names)} of {loaded.base} + {loaded.adapter} ({policy}) on "
+                  f"http://{host}:{port}/v1 · "
                   f"{len(store.ids)} saved sessions in {sessions_dir}", highlight=False, soft_wrap=True)
         uvicorn.run(create_app(store, api_key), host=host, port=port, log_level="warning")

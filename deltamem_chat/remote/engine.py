@@ -103,7 +103,8 @@ class RemoteEngine:
 
     def lane(self, name: str) -> LaneView:
         lane = self._view["lanes"][name]
-        return LaneView(name, lane["memory"], tuple(dict(m) for m in lane["messages"]), lane["written_total"])
+        return LaneView(name, lane["memory"], tuple(dict(m) for m in lane["messages"]), lane["written_total"],
+                        lane["retrieval"])
 
     def set_policy(self, policy: ContextPolicy) -> None:
         self._refresh(self._session("PATCH", "", json={"policy": str(policy)}))

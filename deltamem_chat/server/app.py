@@ -2,8 +2,9 @@
 
 A request names its session by the `X-Session-Id` header or OpenAI's `user` field (an unknown one is created with
 the server's policy); without either it is stateless: a fresh engine reads the messages sent and is dropped. Engine
-work runs on worker threads, one turn at a time (`SessionStore.lock`); a stream whose client goes away cancels its
-generation between tokens.
+work runs on worker threads, one turn at a time (`SessionStore.lock`; decode steps of several sessions may share a
+forward, `deltamem.runtime.cross_batch`) and one request at a time per session; a stream whose client goes away
+cancels its generation between tokens.
 """
 
 from __future__ import annotations
@@ -20,7 +21,15 @@ from fastapi import FastAPI, Header, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from deltamem.context import ContextPolicy, PolicyError, WriteBudget
-from deltamem.runtime.contract import LANE_NAMES, GenerationSettings, LaneDone, ReadProgress, TokenEvent, TurnDone
+from deltamem.runtime.contract import (
+    GenerationSettings,
+    LaneDone,
+    ReadProgress,
+    TokenEvent,
+    TurnDone,
+    has_memory,
+    has_retrieval,
+)
 from deltamem.runtime.engine import ABEngine
 from deltamem_chat.server import engine_api, errors
 from deltamem_chat.server.completions import (
@@ -52,13 +61,6 @@ def session_for(header: str | None, user: str | None) -> str | None:
     return "user-" + hashlib.sha256(user.encode()).hexdigest()[:32]
 
 
-def _lane(model: str) -> str:
-    if model not in LANE_NAMES:
-        raise ApiError(404, f"model {model!r} is not served here: use one of {', '.join(LANE_NAMES)}", param="model",
-                       code="model_not_found")
-    return model
-
-
 def _settings(request: ChatRequest, store: SessionStore) -> GenerationSettings:
     limit = store.limits.max_tokens
     wanted = request.max_completion_tokens or request.max_tokens or min(store.limits.default_max_tokens, limit)
@@ -87,21 +89,21 @@ def create_app(store: SessionStore, api_key: str | None = None) -> FastAPI:
     errors.install(app)
     app.state.store = store
 
-    def locked(work: Callable[[], T]) -> Awaitable[T]:
-        return run_locked(store, work)
+    def locked(work: Callable[[], T], session: str | None = None) -> Awaitable[T]:
+        return run_locked(store, work, session)
 
     # --------------------------------------------------------------------------------------- models
     @app.get("/v1/models")
     async def models() -> dict[str, Any]:
-        return {"object": "list", "data": [_model(name) for name in LANE_NAMES]}
+        return {"object": "list", "data": [_model(name) for name in store.lanes]}
 
     @app.get("/v1/models/{name}")
     async def model(name: str) -> dict[str, Any]:
-        return _model(_lane(name))
+        return _model(store.served(name))
 
     def _model(name: str) -> dict[str, Any]:
         return {"id": name, "object": "model", "created": 0, "owned_by": "deltamem-chat",
-                EXTENSION: {"memory": name != LANE_NAMES[0], "base": store.loaded.base,
+                EXTENSION: {"memory": has_memory(name), "retrieval": has_retrieval(name), "base": store.loaded.base,
                             "adapter": store.loaded.adapter}}
 
     @app.get("/health")
@@ -112,7 +114,7 @@ def create_app(store: SessionStore, api_key: str | None = None) -> FastAPI:
     # ---------------------------------------------------------------------------------- completions
     @app.post("/v1/chat/completions", response_model=None)
     async def chat_completions(body: ChatRequest, x_session_id: str | None = Header(default=None)) -> Response:
-        lane = _lane(body.model)
+        lane = store.served(body.model)
         settings = _settings(body, store)
         session = session_for(x_session_id, body.user)
         sent = [m.as_dict() for m in body.messages]
@@ -133,7 +135,7 @@ def create_app(store: SessionStore, api_key: str | None = None) -> FastAPI:
                         store.save(session)
                     yield done.text, finish_reason(done, settings), usage(engine, lane, done, event)
 
-        items = streamed(store, turn, cancel)
+        items = streamed(store, turn, cancel, session)
         first = await anext(items)
         if not body.stream:
             async for item in items:
@@ -156,7 +158,7 @@ def create_app(store: SessionStore, api_key: str | None = None) -> FastAPI:
         def create() -> dict[str, Any]:
             session_id = store.create(x_session_id, policy, budget)
             return session_view(session_id, store.engine(session_id))
-        return await locked(create)
+        return await locked(create, x_session_id)
 
     @app.get("/v1/sessions")
     async def list_sessions() -> dict[str, Any]:
@@ -164,7 +166,7 @@ def create_app(store: SessionStore, api_key: str | None = None) -> FastAPI:
 
     @app.get("/v1/sessions/{session_id}")
     async def get_session(session_id: str) -> dict[str, Any]:
-        return await locked(lambda: session_view(session_id, store.engine(session_id)))
+        return await locked(lambda: session_view(session_id, store.engine(session_id)), session_id)
 
     def _changed(session_id: str, change: Callable[[ABEngine], None]) -> Callable[[], dict[str, Any]]:
         def apply() -> dict[str, Any]:
@@ -176,15 +178,15 @@ def create_app(store: SessionStore, api_key: str | None = None) -> FastAPI:
 
     @app.post("/v1/sessions/{session_id}/reset_memory")
     async def reset_memory(session_id: str) -> dict[str, Any]:
-        return await locked(_changed(session_id, lambda engine: engine.reset_memory()))
+        return await locked(_changed(session_id, lambda engine: engine.reset_memory()), session_id)
 
     @app.post("/v1/sessions/{session_id}/reset")
     async def reset(session_id: str) -> dict[str, Any]:
-        return await locked(_changed(session_id, lambda engine: engine.reset()))
+        return await locked(_changed(session_id, lambda engine: engine.reset()), session_id)
 
     @app.post("/v1/sessions/{session_id}/save")
     async def save(session_id: str) -> dict[str, Any]:
-        return await locked(_changed(session_id, lambda engine: None))
+        return await locked(_changed(session_id, lambda engine: None), session_id)
 
     @app.post("/v1/sessions/{session_id}/load")
     async def load(session_id: str) -> dict[str, Any]:
@@ -192,17 +194,17 @@ def create_app(store: SessionStore, api_key: str | None = None) -> FastAPI:
         def reload() -> dict[str, Any]:
             store.forget(session_id)
             return session_view(session_id, store.engine(session_id))
-        return await locked(reload)
+        return await locked(reload, session_id)
 
     @app.delete("/v1/sessions/{session_id}")
     async def delete(session_id: str) -> dict[str, Any]:
-        await locked(lambda: store.delete(session_id))
+        await locked(lambda: store.delete(session_id), session_id)
         return {"id": session_id, "object": "session.deleted", "deleted": True}
 
     @app.post("/v1/sessions/{session_id}/documents")
     async def document(session_id: str, body: DocumentBody, request: Request) -> dict[str, Any]:
         """Write a document into the session's memory without a reply (long ones in chunks, as the chat does)."""
-        lanes = [_lane(name) for name in body.lanes or LANE_NAMES]
+        lanes = [store.served(name, "lanes") for name in body.lanes or store.lanes]
         cancel = threading.Event()
 
         def read() -> Iterator[Any]:
@@ -218,7 +220,7 @@ def create_app(store: SessionStore, api_key: str | None = None) -> FastAPI:
                                      for name in lanes if name in event.stats}}
 
         result: Any = None
-        async for item in streamed(store, read, cancel):
+        async for item in streamed(store, read, cancel, session_id):
             result = item
             if await request.is_disconnected():
                 cancel.set()
@@ -234,7 +236,7 @@ def create_app(store: SessionStore, api_key: str | None = None) -> FastAPI:
                 engine.set_policy(policy)
             if body.budget is not None:
                 engine.budget = WriteBudget(body.budget.horizon, body.budget.stop_at_horizon)
-        return await locked(_changed(session_id, apply))
+        return await locked(_changed(session_id, apply), session_id)
 
     engine_api.install(app, store)
     app.add_middleware(Guard, api_key=api_key, max_body=store.limits.max_body_bytes)

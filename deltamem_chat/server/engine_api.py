@@ -1,8 +1,9 @@
 """`/v1/sessions/{id}/engine/…`: the engine contract over HTTP for `deltamem_chat.remote.RemoteEngine`.
 
-Both lanes of a session answer in one run, as in the chat; a run streams the contract's events as JSON lines
-(`deltamem_chat.remote.wire`) and ends with `turn_done`, or with an `error` line. A cancel (its own request, or the
-client going away) stops the generation between tokens and the run still ends with each lane's `lane_done`.
+The served lanes of a session (or those a run names) answer in one run, as in the chat; a run streams the contract's
+events as JSON lines (`deltamem_chat.remote.wire`) and ends with `turn_done`, or with an `error` line. A cancel (its
+own request, or the client going away) stops the generation between tokens and the run still ends with each lane's
+`lane_done`.
 """
 
 from __future__ import annotations
@@ -51,11 +52,11 @@ class RunBody(BaseModel):
     op: Literal["turn", "respond", "read"]
     text: str | None = None
     settings: SettingsBody = SettingsBody()
-    lanes: list[Literal["frozen", "delta"]] | None = None
+    lanes: list[str] | None = Field(default=None, min_length=1)
 
 
 class AddBody(Message):
-    lanes: list[Literal["frozen", "delta"]] | None = None
+    lanes: list[str] | None = Field(default=None, min_length=1)
 
 
 class PointBody(BaseModel):
@@ -74,6 +75,9 @@ def install(app: FastAPI, store: SessionStore) -> None:
     cancels: dict[str, threading.Event] = {}
     numbers = iter(range(1, 2**62))
 
+    def served(names: list[str] | None) -> list[str] | None:
+        return None if names is None else [store.served(name, "lanes") for name in names]
+
     def changed(session_id: str, engine: ABEngine) -> dict[str, Any]:
         store.save(session_id)
         return session_view(session_id, engine)
@@ -87,6 +91,7 @@ def install(app: FastAPI, store: SessionStore) -> None:
         if (body.op == "turn") != (body.text is not None):
             raise ApiError(400, "text is given with op turn, and only then", param="text")
         settings = GenerationSettings(**body.settings.model_dump())
+        lanes = served(body.lanes)
         cancel = threading.Event()
 
         def work() -> Iterator[Any]:
@@ -94,11 +99,11 @@ def install(app: FastAPI, store: SessionStore) -> None:
             cancels[session_id] = cancel
             try:
                 if body.op == "turn":
-                    events = engine.turn(body.text or "", settings, lanes=body.lanes, cancel=cancel)
+                    events = engine.turn(body.text or "", settings, lanes=lanes, cancel=cancel)
                 elif body.op == "respond":
-                    events = engine.respond(settings, lanes=body.lanes, cancel=cancel)
+                    events = engine.respond(settings, lanes=lanes, cancel=cancel)
                 else:
-                    events = engine.read(body.lanes, cancel)
+                    events = engine.read(lanes, cancel)
                 yield from events
             except PromptTooLong as exc:
                 raise ApiError(400, str(exc), code="context_length_exceeded") from None
@@ -106,7 +111,7 @@ def install(app: FastAPI, store: SessionStore) -> None:
                 cancels.pop(session_id, None)
                 store.save(session_id)
 
-        items = streamed(store, work, cancel)
+        items = streamed(store, work, cancel, session_id)
         first = await anext(items)
 
         async def lines() -> AsyncIterator[str]:
@@ -130,12 +135,14 @@ def install(app: FastAPI, store: SessionStore) -> None:
 
     @app.post("/v1/sessions/{session_id}/engine/messages")
     async def add(session_id: str, body: AddBody) -> dict[str, Any]:
+        lanes = served(body.lanes)
+
         def apply() -> dict[str, Any]:
             engine = store.engine(session_id)
             message = body.as_dict()
-            engine.add_message(message["role"], message["content"], body.lanes)
+            engine.add_message(message["role"], message["content"], lanes)
             return changed(session_id, engine)
-        return await locked(store, apply)
+        return await locked(store, apply, session_id)
 
     @app.post("/v1/sessions/{session_id}/engine/checkpoint")
     async def checkpoint(session_id: str) -> dict[str, Any]:
@@ -144,7 +151,7 @@ def install(app: FastAPI, store: SessionStore) -> None:
             number = next(numbers)
             points[session_id] = (number, id(engine), engine.checkpoint())
             return {"checkpoint": number}
-        return await locked(store, take)
+        return await locked(store, take, session_id)
 
     @app.post("/v1/sessions/{session_id}/engine/rollback")
     async def rollback(session_id: str, body: PointBody) -> dict[str, Any]:
@@ -156,7 +163,7 @@ def install(app: FastAPI, store: SessionStore) -> None:
                                "time, and an evicted session's is gone)", param="checkpoint")
             engine.rollback(point)
             return changed(session_id, engine)
-        return await locked(store, back)
+        return await locked(store, back, session_id)
 
     @app.get("/v1/sessions/{session_id}/files")
     async def files(session_id: str) -> dict[str, Any]:
@@ -166,7 +173,7 @@ def install(app: FastAPI, store: SessionStore) -> None:
             folder = store.folder / session_id
             return {"files": {p.name: base64.b64encode(p.read_bytes()).decode() for p in folder.iterdir()
                               if p.is_file() and not p.name.startswith(".")}}
-        return await locked(store, read)
+        return await locked(store, read, session_id)
 
     @app.put("/v1/sessions/{session_id}/files")
     async def replace(session_id: str, body: FilesBody) -> dict[str, Any]:
@@ -190,5 +197,5 @@ def install(app: FastAPI, store: SessionStore) -> None:
                 except SessionError as exc:
                     raise ApiError(400, f"the session sent cannot be loaded: {exc}", param="files") from None
             return {**changed(session_id, engine), "extra": extra}
-        return await locked(store, load)
+        return await locked(store, load, session_id)
 

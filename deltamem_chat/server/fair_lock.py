@@ -19,15 +19,31 @@ class FairLock:
 
     @contextmanager
     def held(self) -> Iterator[None]:
+        self._acquire()
+        try:
+            yield
+        finally:
+            self._hand_on()
+
+    @contextmanager
+    def released(self) -> Iterator[None]:
+        """Inside `held`: the next in line goes first for the block, after which this holder queues again (a turn
+        decoding through the cross-session decoder lets other turns read their prompts meanwhile)."""
+        self._hand_on()
+        try:
+            yield
+        finally:
+            self._acquire()
+
+    def _acquire(self) -> None:
         with self._changed:
             ticket = next(self._tickets)
             self.waiting += 1
             while ticket != self._serving:
                 self._changed.wait()
             self.waiting -= 1
-        try:
-            yield
-        finally:
-            with self._changed:
-                self._serving += 1
-                self._changed.notify_all()
+
+    def _hand_on(self) -> None:
+        with self._changed:
+            self._serving += 1
+            self._changed.notify_all()

@@ -1,6 +1,9 @@
 """Sessions on one model: an engine per session (its lanes, caches and memory), the model's weights shared.
 
-Every engine call runs under one `FairLock`, so the model serves one turn at a time, in arrival order. After every
+Every engine call runs under one `FairLock`, so the model serves one turn at a time, in arrival order; with the
+cross-session decoder (`deltamem.runtime.cross_batch`) a turn lets the lock go while it decodes, its steps joined
+with other sessions' in one forward, so each session also has a lock of its own (`using`): one request at a time on
+its engine, and a session whose turn is in flight is never evicted. After every
 change a session is saved atomically into its folder (the app's session format, `deltamem.runtime.session_io`), so
 a kill at any moment loses at most the turn in progress. Past `live_sessions` engines, the least recently used is
 dropped from memory (it is already saved) and loaded again on its next request. A folder the server did not write
@@ -12,14 +15,18 @@ from __future__ import annotations
 import re
 import secrets
 import shutil
+import threading
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from deltamem.context import ContextPolicy, WriteBudget
 from deltamem.files import SaveError
+from deltamem.retrieval import RetrievalSettings
 from deltamem.runtime.contract import LANE_NAMES, SessionIdentity
+from deltamem.runtime.cross_batch import CrossBatch
 from deltamem.runtime.engine import ABEngine
 from deltamem.runtime.loading import LoadedModel
 from deltamem.runtime.session_io import SESSION_JSON, SessionError
@@ -41,25 +48,53 @@ class SessionStore:
     """The server's sessions: live engines (least recently used first) and the folders of every saved one."""
 
     def __init__(self, loaded: LoadedModel, folder: Path, limits: ServerLimits, policy: ContextPolicy,
-                 budget: WriteBudget | None = None, batched: bool = True) -> None:
+                 budget: WriteBudget | None = None, batched: bool = True, lanes: Sequence[str] = LANE_NAMES,
+                 retrieval: RetrievalSettings | None = None, cross_batch: bool = True) -> None:
         self.loaded = loaded
         self.folder = folder
         self.limits = limits
         self.policy = policy
         self.budget = budget or WriteBudget()
         self.batched = batched
+        self.lanes = tuple(lanes)
+        self.retrieval = retrieval or RetrievalSettings()
         self.identity = SessionIdentity(loaded.base, loaded.adapter)
         self.lock = FairLock()
+        self.decoder = CrossBatch(self.lock) if cross_batch else None
+        self._using: dict[str, threading.Lock] = {}
+        self._using_made = threading.Lock()
         self._live: OrderedDict[str, ABEngine] = OrderedDict()
         folder.mkdir(parents=True, exist_ok=True)
         self._saved = {p.parent.name for p in folder.glob(f"*/{SESSION_JSON}") if SESSION_ID.fullmatch(p.parent.name)}
 
     # ------------------------------------------------------------------------------------------- engines
     def new_engine(self, policy: ContextPolicy | None = None, budget: WriteBudget | None = None,
-                   lanes: Sequence[str] = LANE_NAMES) -> ABEngine:
-        """An engine on the shared model (a session's, or a stateless request's)."""
+                   lanes: Sequence[str] | None = None) -> ABEngine:
+        """An engine on the shared model with the served lanes (a session's), or some of them (a stateless
+        request's)."""
         return ABEngine(self.loaded.model, self.loaded.tokenizer, policy=policy or self.policy,
-                        budget=budget or self.budget, batched=self.batched, lanes=lanes)
+                        budget=budget or self.budget, batched=self.batched, lanes=lanes or self.lanes,
+                        retrieval=self.retrieval, decoder=self.decoder)
+
+    @contextmanager
+    def using(self, session_id: str | None) -> Iterator[None]:
+        """Hold the session's own lock for a block (taken before the store's lock, never after it)."""
+        if session_id is None:
+            yield
+            return
+        with self._using_made:
+            lock = self._using.setdefault(session_id, threading.Lock())
+        with lock:
+            yield
+
+    def served(self, name: str, field: str = "model") -> str:
+        """`name` if it is one of the served lanes, else a refusal naming it and the ones served: OpenAI's 404 for a
+        request's model, a 400 for a lane named in another `field`."""
+        if name not in self.lanes:
+            model = field == "model"
+            raise ApiError(404 if model else 400, f"{field} {name!r} is not served here: use one of "
+                           f"{', '.join(self.lanes)}", param=field, code="model_not_found" if model else None)
+        return name
 
     @property
     def ids(self) -> list[str]:
@@ -113,7 +148,14 @@ class SessionStore:
     def _make_room(self) -> None:
         """Drop the least recently used engines until one more fits (each was saved after its last change)."""
         while len(self._live) >= self.limits.live_sessions:
-            self._live.popitem(last=False)
+            idle = next((sid for sid in self._live if not self._busy(sid)), None)
+            if idle is None:
+                return                               # every live session has a request in flight: one more fits
+            del self._live[idle]
+
+    def _busy(self, session_id: str) -> bool:
+        lock = self._using.get(session_id)
+        return lock is not None and lock.locked()
 
     # ------------------------------------------------------------------------------------------- on disk
     def save(self, session_id: str) -> None:
@@ -145,8 +187,9 @@ class SessionStore:
 def session_view(session_id: str, engine: ABEngine) -> dict[str, Any]:
     """What `GET /v1/sessions/{id}` shows: settings, and each lane's messages and written total."""
     return {"id": session_id, "object": "session", "policy": str(engine.policy), "batched": engine.batched,
+            "retrieval": str(engine.retrieval),
             "budget": {"horizon": engine.budget.horizon, "stop_at_horizon": engine.budget.stop_at_horizon},
-            "lanes": {name: {"memory": view.memory, "messages": list(view.messages),
+            "lanes": {name: {"memory": view.memory, "retrieval": view.retrieval, "messages": list(view.messages),
                              "written_total": view.written_total,
                              "budget": engine.budget.status(view.written_total)}
                       for name in engine.lane_names for view in [engine.lane(name)]}}
