@@ -18,8 +18,8 @@ from deltamem.runtime.contract import DELTA, FROZEN, GenerationSettings
 from deltamem_chat.tui.diff import word_diff
 from deltamem_chat.tui.keys import KeymapError, read_keymap
 from deltamem_chat.tui.screens import ChoiceDialog, ConfirmDialog
-from deltamem_chat.tui.votes import VoteError, from_saved
 from deltamem_chat.tui.widgets import Reply
+from deltamem_chat.votes import VoteError, from_saved
 from tests.doubles import ScriptedEngine
 from tests.test_tui import chat_app, scripted, tiny_engine
 from tests.tui_harness import (  # noqa: F401 (one_torch_thread: an autouse fixture)
@@ -31,6 +31,7 @@ from tests.tui_harness import (  # noqa: F401 (one_torch_thread: an autouse fixt
     run,
     say,
     steady_cursor,
+    texts,
     until,
 )
 
@@ -181,16 +182,22 @@ def test_votes_are_tallied_saved_loaded_and_exported(tmp_path: Path) -> None:
         await pilot.press("f8")
         await until(pilot, lambda: isinstance(app.screen, ChoiceDialog))
         await pilot.press("2")
-        assert chat.votes == {1: DELTA} and chat.status.note == "votes: frozen better 0 · δ-mem better 1 · tie 0 · " \
-            "both wrong 0"
+        await pilot.pause()
+        assert chat.votes.cast == {1: DELTA} and chat.status.note == "votes: frozen better 0 · δ-mem better 1 · " \
+            "tie 0 · both wrong 0"
+        for pane in chat.panes.values():                      # on the turn, under its stats
+            assert texts(pane, "vote") == ["vote: δ-mem better"]
+            assert pane.children[-1].has_class("vote") and pane.children[-2].has_class("meta")
         await answer_dialog(pilot, "ctrl+s", str(folder))
         assert json.loads((folder / "session.json").read_text())["extra"] == {"votes": {"1": DELTA}}
         await answer_dialog(pilot, "ctrl+e", str(export))
         await pilot.press("ctrl+n")  # saved: no question
         await pilot.pause()
-        assert chat.votes == {} and chat.status.note == ""
+        assert chat.votes.cast == {} and chat.status.note == ""
         await answer_dialog(pilot, "ctrl+o", str(folder))
-        assert chat.votes == {1: DELTA}
+        await pilot.pause()
+        assert chat.votes.cast == {1: DELTA}
+        assert all(texts(pane, "vote") == ["vote: δ-mem better"] for pane in chat.panes.values())
         await pilot.press("ctrl+e")
         chat.app.screen.answer.value = str(export)  # type: ignore[attr-defined]
         await pilot.press("enter")

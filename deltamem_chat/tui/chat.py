@@ -26,10 +26,11 @@ from deltamem_chat.tui.diff import word_diff
 from deltamem_chat.tui.export import conversation_markdown
 from deltamem_chat.tui.frame import Job, LanesScreen
 from deltamem_chat.tui.messages import FeedItem
-from deltamem_chat.tui.screens import ChoiceDialog, ConfirmDialog, PromptDialog, SessionsScreen
-from deltamem_chat.tui.votes import VoteError, choices, from_saved, tally, to_saved
+from deltamem_chat.tui.screens import ConfirmDialog, PromptDialog, SessionsScreen
+from deltamem_chat.tui.votes import TurnVotes
 from deltamem_chat.tui.widgets import ChatInput
 from deltamem_chat.tui.widgets.chat_input import placeholder
+from deltamem_chat.votes import VoteError, from_saved, to_saved
 
 #: Actions that read or change the engine: unavailable while a turn runs.
 ENGINE_ACTIONS = frozenset({"reset_memory", "new_conversation", "save_session", "load_session", "export",
@@ -116,8 +117,8 @@ class ChatScreen(LanesScreen[Job]):
         self._editing = False          # the box holds the last message, to be asked again instead of it
         self.unsaved = False           # a turn since the last save, load or new conversation
         self.diff_on = False
-        self.votes: dict[int, str] = {}
-        self.vote_labels = choices(self.titles)
+        self.votes = TurnVotes(self.titles)
+
     def compose_controls(self) -> Iterator[Widget]:
         yield ChatInput(id="message")
 
@@ -206,7 +207,7 @@ class ChatScreen(LanesScreen[Job]):
         kept = {name: self.engine.lane(name).messages[-2:] for name in turn.lanes if name not in lanes}
         self.engine.rollback(turn.before)
         before = self.engine.checkpoint()  # the same point, open again for the next retry
-        self.votes.pop(self._turn_number() + 1, None)
+        self.votes.cast.pop(self._turn_number() + 1, None)
         self._show_votes()
         panes = self.panes
         for name in turn.lanes:
@@ -277,16 +278,22 @@ class ChatScreen(LanesScreen[Job]):
     def _show_conversation(self) -> None:
         """Redraw the panes and the meter from the engine (at start, after a load or a reset)."""
         self.last_turn, self._editing = None, False
+        turns = self._turn_number()
         for name, pane in self.panes.items():
             messages = self.engine.lane(name).messages
             pane.clear()
             if self.intro and not messages:
                 pane.add_note(self.intro)
+            replies = []
             for message in messages:
                 if message["role"] == "user":
                     pane.add_user(message["content"])
                 elif message["role"] == "assistant":
                     pane.add_assistant(message["content"])
+                    replies.append(pane.latest)
+            if len(replies) == turns:   # in a lane that missed turns, a reply's number is not its turn's
+                for turn in sorted(turn for turn in self.votes.cast if turn <= turns):
+                    self.votes.mark(turn, [(pane, replies[turn - 1])])
         status = self.status
         for name in self.lane_names:
             status.set_lane(name, None)
@@ -311,7 +318,7 @@ class ChatScreen(LanesScreen[Job]):
     def _new_conversation(self) -> None:
         self.engine.reset()
         self.session_id = None
-        self.votes, self.unsaved = {}, False
+        self.votes.cast, self.unsaved = {}, False
         self._show_conversation()
         self.notify("New conversation.")
 
@@ -347,7 +354,7 @@ class ChatScreen(LanesScreen[Job]):
         if folder is None or self.identity is None:
             return
         try:
-            path = self.engine.save(Path(folder).expanduser(), self.identity, {"votes": to_saved(self.votes)})
+            path = self.engine.save(Path(folder).expanduser(), self.identity, {"votes": to_saved(self.votes.cast)})
         except Exception as exc:  # disk full, permissions, a file where the folder should be
             self.report_error("Could not save the session", exc)
             return
@@ -365,15 +372,15 @@ class ChatScreen(LanesScreen[Job]):
         before = self.engine.policy
         try:
             extra = self.engine.load(Path(folder).expanduser(), self.identity)
-            votes = from_saved(extra.get("votes"), self.vote_labels)
+            votes = from_saved(extra.get("votes"), self.votes.labels)
         except VoteError as exc:
-            self.votes = {}
+            self.votes.cast = {}
             self.report_error("Loaded without its votes", exc)
         except Exception as exc:  # SessionError says which file and field; anything else is shown as it is
             self.report_error("Could not load the session", exc)
             return
         else:
-            self.votes = votes
+            self.votes.cast = votes
         self._last_session, self.unsaved = Path(folder), False
         self.session_id = None
         self._show_conversation()
@@ -391,7 +398,7 @@ class ChatScreen(LanesScreen[Job]):
             return
         try:
             self.session_id = self.library.save(self.engine, self.identity, self.session_id,
-                                                extra={"votes": to_saved(self.votes)}).session_id
+                                                extra={"votes": to_saved(self.votes.cast)}).session_id
             self.unsaved = False
         except Exception as exc:  # a full disk, a folder that cannot be written: the chat goes on unsaved
             self.report_error("Could not autosave the conversation", exc)
@@ -411,9 +418,9 @@ class ChatScreen(LanesScreen[Job]):
             self.report_error("Could not reopen the session", exc)
             return
         try:
-            self.votes = from_saved(extra.get("votes"), self.vote_labels)
+            self.votes.cast = from_saved(extra.get("votes"), self.votes.labels)
         except VoteError as exc:
-            self.votes = {}
+            self.votes.cast = {}
             self.report_error("The session's votes were not read", exc)
         self.session_id, self.unsaved = session_id, False
         self._show_conversation()
@@ -440,9 +447,9 @@ class ChatScreen(LanesScreen[Job]):
 
     def _export(self, path: Path) -> None:
         lanes = {name: self.engine.lane(name) for name in self.lane_names}
-        votes = {turn: self.vote_labels[choice] for turn, choice in sorted(self.votes.items())}
         try:
-            atomic_write_text(path, conversation_markdown(lanes, self.titles, self.status.info, votes))
+            atomic_write_text(path, conversation_markdown(lanes, self.titles, self.status.info,
+                                                          self.votes.labelled()))
         except OSError as exc:  # SaveError: the folder cannot be made, the disk is full
             self.report_error("Could not export", exc)
             return
@@ -474,8 +481,8 @@ class ChatScreen(LanesScreen[Job]):
 
     def action_copy_conversation(self) -> None:
         lanes = {name: self.engine.lane(name) for name in self.lane_names}
-        votes = {turn: self.vote_labels[choice] for turn, choice in sorted(self.votes.items())}
-        self._copy(conversation_markdown(lanes, self.titles, self.status.info, votes), "the conversation")
+        self._copy(conversation_markdown(lanes, self.titles, self.status.info, self.votes.labelled()),
+                   "the conversation")
 
     # ------------------------------------------------------------------------------------------ compare
     def action_toggle_raw(self) -> None:
@@ -511,21 +518,20 @@ class ChatScreen(LanesScreen[Job]):
     def action_vote(self) -> None:
         if self.last_turn is None:
             return
-        turn = self._turn_number()
+        turn, lanes = self._turn_number(), self.last_turn.lanes
 
-        def voted(choice: str | None) -> None:
-            if choice is not None:
-                self.votes[turn] = choice
-                self.unsaved = True
-                self._show_votes()
-                self.autosave()
-                self.notify(f"Turn {turn}: {self.vote_labels[choice]}.")
+        def voted(choice: str) -> None:
+            self.unsaved = True
+            self._show_votes()
+            panes = self.panes
+            self.votes.mark(turn, ((panes[name], None) for name in lanes))
+            self.autosave()
+            self.notify(f"Turn {turn}: {self.votes.labels[choice]}.")
 
-        self.app.push_screen(ChoiceDialog(f"Vote on turn {turn}", "Which lane answered better?", self.vote_labels),
-                             voted)
+        self.votes.ask(self, turn, f"turn {turn}", voted)
 
     def _show_votes(self) -> None:
-        self.status.set_note(f"votes: {tally(self.votes, self.vote_labels)}" if self.votes else "")
+        self.status.set_note(self.votes.note())
 
     # ------------------------------------------------------------------------------------------ settings
     def action_switch_policy(self) -> None:
