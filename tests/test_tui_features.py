@@ -189,7 +189,7 @@ def test_votes_are_tallied_saved_loaded_and_exported(tmp_path: Path) -> None:
             assert texts(pane, "vote") == ["vote: δ-mem better"]
             assert pane.children[-1].has_class("vote") and pane.children[-2].has_class("meta")
         await answer_dialog(pilot, "ctrl+s", str(folder))
-        assert json.loads((folder / "session.json").read_text())["extra"] == {"votes": {"1": DELTA}}
+        assert json.loads((folder / "session.json").read_text())["extra"]["votes"] == {"1": DELTA}
         await answer_dialog(pilot, "ctrl+e", str(export))
         await pilot.press("ctrl+n")  # saved: no question
         await pilot.pause()

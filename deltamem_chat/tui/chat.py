@@ -19,6 +19,7 @@ from deltamem.files import atomic_write_text
 from deltamem.runtime.contract import FROZEN, Engine, GenerationSettings, LaneDone, SessionIdentity, TurnDone
 from deltamem_chat.documents import DocumentError, read_document
 from deltamem_chat.library import SessionLibrary
+from deltamem_chat.memory_trace import TraceError, points_from_saved, points_to_saved
 from deltamem_chat.text import stamp
 from deltamem_chat.transcripts.reading import document_text
 from deltamem_chat.tui.commands import CHAT_COMMANDS, PaletteEntry
@@ -36,6 +37,9 @@ from deltamem_chat.votes import VoteError, from_saved, to_saved
 ENGINE_ACTIONS = frozenset({"reset_memory", "new_conversation", "save_session", "load_session", "export",
                             "switch_policy", "toggle_frozen", "read_document", "regenerate", "edit_last", "vote",
                             "sessions"})
+
+#: The key of a saved session's `extra` that holds the memory panel's turns.
+MEMORY_PANEL = "memory_panel"
 
 #: Actions that need a last turn to act on.
 TURN_ACTIONS = frozenset({"regenerate", "edit_last", "vote"})
@@ -354,7 +358,7 @@ class ChatScreen(LanesScreen[Job]):
         if folder is None or self.identity is None:
             return
         try:
-            path = self.engine.save(Path(folder).expanduser(), self.identity, {"votes": to_saved(self.votes.cast)})
+            path = self.engine.save(Path(folder).expanduser(), self.identity, self._extra())
         except Exception as exc:  # disk full, permissions, a file where the folder should be
             self.report_error("Could not save the session", exc)
             return
@@ -372,18 +376,12 @@ class ChatScreen(LanesScreen[Job]):
         before = self.engine.policy
         try:
             extra = self.engine.load(Path(folder).expanduser(), self.identity)
-            votes = from_saved(extra.get("votes"), self.votes.labels)
-        except VoteError as exc:
-            self.votes.cast = {}
-            self.report_error("Loaded without its votes", exc)
         except Exception as exc:  # SessionError says which file and field; anything else is shown as it is
             self.report_error("Could not load the session", exc)
             return
-        else:
-            self.votes.cast = votes
         self._last_session, self.unsaved = Path(folder), False
         self.session_id = None
-        self._show_conversation()
+        self._show_opened(extra)
         self.notify(f"Loaded {folder}", markup=False)
         if self.engine.policy != before:
             self.notify(f"The session's context policy {self.engine.policy} replaces {before} (ctrl+w changes it).",
@@ -398,7 +396,7 @@ class ChatScreen(LanesScreen[Job]):
             return
         try:
             self.session_id = self.library.save(self.engine, self.identity, self.session_id,
-                                                extra={"votes": to_saved(self.votes.cast)}).session_id
+                                                extra=self._extra()).session_id
             self.unsaved = False
         except Exception as exc:  # a full disk, a folder that cannot be written: the chat goes on unsaved
             self.report_error("Could not autosave the conversation", exc)
@@ -417,14 +415,27 @@ class ChatScreen(LanesScreen[Job]):
         except Exception as exc:  # SessionError or LibraryError say which file and why
             self.report_error("Could not reopen the session", exc)
             return
+        self.session_id, self.unsaved = session_id, False
+        self._show_opened(extra)
+        self.notify("Reopened the session: its conversation and memory are back.")
+
+    def _extra(self) -> dict[str, object]:
+        """What a saved session keeps beyond the engine's state: the votes and the memory panel's turns."""
+        return {"votes": to_saved(self.votes.cast), MEMORY_PANEL: points_to_saved(self.memory_panel.trace.points)}
+
+    def _show_opened(self, extra: Mapping[str, object]) -> None:
+        """Show a session just loaded, with its votes and its memory panel's turns (a part that cannot be read is
+        left out, and said so)."""
+        self.votes.cast = {}
         try:
             self.votes.cast = from_saved(extra.get("votes"), self.votes.labels)
         except VoteError as exc:
-            self.votes.cast = {}
             self.report_error("The session's votes were not read", exc)
-        self.session_id, self.unsaved = session_id, False
         self._show_conversation()
-        self.notify("Reopened the session: its conversation and memory are back.")
+        try:
+            self.memory_panel.restore(points_from_saved(extra.get(MEMORY_PANEL)))
+        except TraceError as exc:
+            self.report_error("The session's memory panel was not read", exc)
 
     def action_export(self) -> None:
         self.app.push_screen(PromptDialog("Export conversation", "Markdown file for both lanes' messages:",
