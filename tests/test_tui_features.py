@@ -8,10 +8,12 @@ import base64
 import json
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from textual import events
 from textual.pilot import Pilot
+from textual.screen import Screen
 from textual.widgets import Footer
 
 from deltamem.runtime.contract import DELTA, FROZEN, GenerationSettings
@@ -272,6 +274,59 @@ def test_small_terminals_keep_every_pane_rows_and_the_footer_its_keys(size: tupl
             assert key in shown, f"{key} not visible in the footer at {size}"
 
     sized_run(app, scenario, size)
+
+
+def footer_keys_cut(screen: Screen[Any]) -> list[str]:
+    """The footer's keys that are not shown whole: cut by its edge, or under the palette key."""
+    footer = screen.query_one(Footer)
+    keys = list(footer.query("FooterKey"))
+    palette = next(key for key in keys if key.has_class("-command-palette"))
+    cut = []
+    for key in keys:
+        region, text = key.region, key.render()
+        inside = region.width >= text.cell_len and footer.region.contains_region(region)
+        clear = key is palette or region.right <= palette.region.x or region.y != palette.region.y
+        if not (inside and clear):
+            cut.append(str(text).strip())
+    return cut
+
+
+@pytest.mark.parametrize("size", [(80, 24), (60, 20)])
+def test_every_footer_key_is_shown_whole_on_a_small_terminal(size: tuple[int, int]) -> None:
+    engine = scripted(hold=True)
+    app, chat = chat_app(engine)
+    shown_keys = {binding.action for binding in chat.BINDINGS if binding.show}
+
+    def shown() -> set[str]:
+        return {key.action for key in chat.query_one(Footer).query("FooterKey")}  # type: ignore[attr-defined]
+
+    def whole(keys: set[str]) -> bool:
+        return shown() >= keys and footer_keys_cut(chat) == []
+
+    async def scenario(pilot: Pilot) -> None:
+        # Each wait fails after 5 s if a key stays cut (the footer is laid out again after each change of keys).
+        await until(pilot, lambda: whole(shown_keys - {"cancel"}), timeout=5)
+        chat.chat_input.value = "hi"
+        await pilot.press("enter")
+        await until(pilot, lambda: engine.holding.is_set())
+        await until(pilot, lambda: whole(shown_keys), timeout=5)      # busy: the stop key too, the others dimmed
+        engine.release.set()
+        await until(pilot, lambda: not chat.busy)
+        await until(pilot, lambda: whole(shown_keys - {"cancel"}), timeout=5)
+
+    sized_run(app, scenario, size)
+
+
+def test_a_wide_footer_keeps_one_row() -> None:
+    app, chat = chat_app(scripted())
+
+    async def scenario(pilot: Pilot) -> None:
+        await until(pilot, lambda: len(chat.query_one(Footer).query("FooterKey")) > 1)
+        await pilot.pause(0.2)
+        footer = chat.query_one(Footer)
+        assert footer.region.height == 1 and footer_keys_cut(chat) == []
+
+    sized_run(app, scenario, (120, 40))
 
 
 # -------------------------------------------------------------------------------------- snapshots
