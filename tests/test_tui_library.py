@@ -143,6 +143,7 @@ def test_a_reopened_session_shows_the_memory_panel_it_had(tmp_path: Path) -> Non
             await pilot.press("f7")
             await pilot.pause()
             assert panel_drawn(chat) == drawn[0], f"reopened from the {reopen}"
+            assert chat.meter.diagnostics == drawn[0][0][-1].diagnostics      # the meter's line as it was
 
         run(app, reopened)
         assert not [note for note, severity in app.notes if severity == "error"]

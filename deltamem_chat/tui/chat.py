@@ -47,11 +47,13 @@ TURN_ACTIONS = frozenset({"regenerate", "edit_last", "vote"})
 
 @dataclass
 class LastTurn:
-    """The latest turn, as it can be asked again: its message, its lanes and the engine's point before it."""
+    """The latest turn, as it can be asked again: its message, its lanes, the engine's point before it and how many
+    turns the memory panel had then."""
 
     text: str
     lanes: list[str]
     before: object
+    panel_turns: int
 
 
 @dataclass
@@ -173,7 +175,7 @@ class ChatScreen(LanesScreen[Job]):
         """Send a message to every active lane (or to `lanes`) and start streaming their replies; `again` is the
         turn this one asks again (its lanes and its point before)."""
         lanes = self.active_lanes if lanes is None else lanes
-        self.last_turn = again or LastTurn(text, lanes, self.engine.checkpoint())
+        self.last_turn = again or LastTurn(text, lanes, self.engine.checkpoint(), len(self.memory_panel.trace.points))
         panes = self.panes
         for name in lanes:
             panes[name].add_user(text)
@@ -211,6 +213,8 @@ class ChatScreen(LanesScreen[Job]):
         kept = {name: self.engine.lane(name).messages[-2:] for name in turn.lanes if name not in lanes}
         self.engine.rollback(turn.before)
         before = self.engine.checkpoint()  # the same point, open again for the next retry
+        panel = self.memory_panel
+        panel.restore(panel.trace.points[:turn.panel_turns])   # the memory's turns as they were before it, too
         self.votes.cast.pop(self._turn_number() + 1, None)
         self._show_votes()
         panes = self.panes
@@ -221,7 +225,7 @@ class ChatScreen(LanesScreen[Job]):
             for message in messages:
                 self.engine.add_message(message["role"], message["content"], [name])
         self.written = self.engine_written()
-        self.send(text, lanes, LastTurn(text, turn.lanes, before))
+        self.send(text, lanes, LastTurn(text, turn.lanes, before, turn.panel_turns))
 
     def _turn(self, text: str, lanes: list[str], job: Job) -> None:
         """On the worker thread: the engine's events, as they come (first, what kept lanes got back is read)."""
@@ -433,9 +437,13 @@ class ChatScreen(LanesScreen[Job]):
             self.report_error("The session's votes were not read", exc)
         self._show_conversation()
         try:
-            self.memory_panel.restore(points_from_saved(extra.get(MEMORY_PANEL)))
+            points = points_from_saved(extra.get(MEMORY_PANEL))
         except TraceError as exc:
             self.report_error("The session's memory panel was not read", exc)
+            return
+        self.memory_panel.restore(points)
+        if points:   # the meter's diagnostics line too, as the last turn left it
+            self.show_budget(self.engine_written(), 0, points[-1].diagnostics)
 
     def action_export(self) -> None:
         self.app.push_screen(PromptDialog("Export conversation", "Markdown file for both lanes' messages:",
