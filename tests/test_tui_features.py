@@ -155,6 +155,7 @@ def test_copy_sends_osc52_with_the_text_and_says_so() -> None:
 
 def test_diff_marks_the_words_one_lane_said_and_the_other_did_not() -> None:
     assert word_diff("a b c", "a x c") == ([(2, 3)], [(2, 3)])
+    assert word_diff("that sounds lovely.", "That.") == ([(5, 11), (12, 19)], [])   # punctuation and case aside
     engine = ScriptedEngine(ANSWERS)
     app, chat = chat_app(engine)
 
