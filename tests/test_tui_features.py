@@ -186,8 +186,9 @@ def test_votes_are_tallied_saved_loaded_and_exported(tmp_path: Path) -> None:
         await until(pilot, lambda: isinstance(app.screen, ChoiceDialog))
         await pilot.press("2")
         await pilot.pause()
-        assert chat.votes.cast == {1: DELTA} and chat.status.note == "votes: frozen better 0 · δ-mem better 1 · " \
-            "tie 0 · both wrong 0"
+        assert chat.votes.cast == {1: DELTA} and chat.status.note == "votes: frozen 0 · δ-mem 1 · tie 0 · both wrong 0"
+        lanes_line = str(chat.status.render()).splitlines()[1]
+        assert len(lanes_line) <= chat.status.content_region.width, "the tally fits beside the speeds at 120 columns"
         for pane in chat.panes.values():                      # on the turn, under its stats
             assert texts(pane, "vote") == ["vote: δ-mem better"]
             assert pane.children[-1].has_class("vote") and pane.children[-2].has_class("meta")

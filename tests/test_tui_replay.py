@@ -226,13 +226,13 @@ def test_votes_on_probes_are_shown_tallied_and_exported(tmp_path: Path) -> None:
         await jump(pilot, FIRST_PROBE)
         await vote(pilot, "1")                                    # frozen better, then changed to δ-mem better
         await vote(pilot, "2")
-        assert replay.status.note == "votes: frozen better 0 · δ-mem better 1 · tie 0 · both wrong 0"
+        assert replay.status.note == "votes: frozen 0 · δ-mem 1 · tie 0 · both wrong 0"
         for pane in (replay.panes[lane] for lane in replay.lanes):
             assert texts(pane, "vote") == ["vote: δ-mem better"]
         await press(pilot, "p")                                   # to the end: the summary opens
         await pilot.press("escape")
         await vote(pilot, "3")
-        assert replay.status.note == "votes: frozen better 0 · δ-mem better 1 · tie 1 · both wrong 0"
+        assert replay.status.note == "votes: frozen 0 · δ-mem 1 · tie 1 · both wrong 0"
         assert texts(replay.panes["delta"], "vote") == ["vote: δ-mem better", "vote: tie"]
         await pilot.press("e")
 

@@ -12,7 +12,7 @@ from textual.screen import Screen
 from deltamem_chat.tui.screens import ChoiceDialog
 from deltamem_chat.tui.widgets import LanePane
 from deltamem_chat.tui.widgets.reply import Reply
-from deltamem_chat.votes import choices, tally
+from deltamem_chat.votes import TIE, WRONG, choices, tally
 
 
 class TurnVotes:
@@ -20,6 +20,8 @@ class TurnVotes:
 
     def __init__(self, titles: Mapping[str, str]) -> None:
         self.labels = choices(titles)
+        # The status bar's: the lanes' titles alone ("δ-mem 2"), so the tally fits beside the lanes' speeds.
+        self.short = {**titles, TIE: self.labels[TIE], WRONG: self.labels[WRONG]}
         self.cast: dict[int, str] = {}
 
     def ask(self, screen: Screen[object], turn: int, what: str, voted: Callable[[str], None]) -> None:
@@ -34,8 +36,8 @@ class TurnVotes:
         screen.app.push_screen(ChoiceDialog(f"Vote on {what}", "Which lane answered better?", self.labels), chosen)
 
     def note(self) -> str:
-        """The status bar's tally ('' before the first vote)."""
-        return f"votes: {tally(self.cast, self.labels)}" if self.cast else ""
+        """The status bar's tally, `votes: frozen 0 · δ-mem 2 · tie 1 · both wrong 0` ('' before the first vote)."""
+        return f"votes: {tally(self.cast, self.short)}" if self.cast else ""
 
     def line(self, turn: int) -> str:
         """What a voted turn shows under its replies."""
