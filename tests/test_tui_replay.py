@@ -230,6 +230,10 @@ def test_votes_on_probes_are_shown_tallied_and_exported(tmp_path: Path) -> None:
         for pane in (replay.panes[lane] for lane in replay.lanes):
             assert texts(pane, "vote") == ["vote: δ-mem better"]
         await press(pilot, "p")                                   # to the end: the summary opens
+        summary = app.screen
+        assert isinstance(summary, SummaryScreen)
+        probes = [str(probe.render()) for probe in summary.query(".summary-probe")]
+        assert "vote      δ-mem better" in probes[0] and "vote" not in probes[1]   # on the first probe only
         await pilot.press("escape")
         await vote(pilot, "3")
         assert replay.status.note == "votes: frozen 0 · δ-mem 1 · tie 1 · both wrong 0"

@@ -10,8 +10,7 @@ from collections.abc import Callable, Iterable, Mapping
 from textual.screen import Screen
 
 from deltamem_chat.tui.screens import ChoiceDialog
-from deltamem_chat.tui.widgets import LanePane
-from deltamem_chat.tui.widgets.reply import Reply
+from deltamem_chat.tui.widgets import LanePane, Reply
 from deltamem_chat.votes import TIE, WRONG, choices, tally
 
 

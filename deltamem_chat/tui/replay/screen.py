@@ -383,6 +383,8 @@ class ReplayScreen(LanesScreen[Command]):
             summary=summarise(record.outcome for record in self.records if record.outcome is not None),
             lanes=self.lanes, titles=self.titles, replayed=self.position, total=self.total, written=self.written,
             horizon=self.budget.horizon, status=self.budget.status(self.written),
+            votes={record.outcome.probe_index: self.votes.labels[self.votes.cast[record.index]]
+                   for record in self.records if record.outcome is not None and record.index in self.votes.cast},
         )
 
     # ------------------------------------------------------------------------------------------ reports
