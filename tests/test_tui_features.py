@@ -282,7 +282,9 @@ def footer_keys_cut(screen: Screen[Any]) -> list[str]:
     """The footer's keys that are not shown whole: cut by its edge, or under the palette key."""
     footer = screen.query_one(Footer)
     keys = list(footer.query("FooterKey"))
-    palette = next(key for key in keys if key.has_class("-command-palette"))
+    palette = next((key for key in keys if key.has_class("-command-palette")), None)
+    if palette is None:
+        return ["the palette key (the footer is not composed yet)"]
     cut = []
     for key in keys:
         region, text = key.region, key.render()
@@ -323,9 +325,11 @@ def test_a_wide_footer_keeps_one_row() -> None:
     app, chat = chat_app(scripted())
 
     async def scenario(pilot: Pilot) -> None:
-        await until(pilot, lambda: len(chat.query_one(Footer).query("FooterKey")) > 1)
-        await pilot.pause(0.2)
         footer = chat.query_one(Footer)
+        idle = {binding.action for binding in chat.BINDINGS if binding.show} - {"cancel"}
+        await until(pilot, lambda: bool(footer.query(".-command-palette"))
+                    and {key.action for key in footer.query("FooterKey")} >= idle)  # type: ignore[attr-defined]
+        await pilot.pause(0.2)                                # composed; now laid out
         assert footer.region.height == 1 and footer_keys_cut(chat) == []
 
     sized_run(app, scenario, (120, 40))
