@@ -2,7 +2,8 @@
 
 Both the chat's memory panel and the replay report's picture read a `MemoryTrace`, built from the `TurnDone`s the
 engine reports (its `diagnostics`: mean β, ‖Δo‖/‖o‖, ‖S‖ and each layer's ‖S‖ as `state_norm.<i>`), so the two show
-the same numbers, and a remote engine's plain data is enough.
+the same numbers, and a remote engine's plain data is enough. A chat keeps its trace in the saved session
+(`points_to_saved`, `points_from_saved`), so a reopened conversation shows the turns it had.
 """
 
 from __future__ import annotations
@@ -11,6 +12,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 LAYER_NORM = "state_norm."
+
+
+class TraceError(ValueError):
+    """A saved trace is not what `points_to_saved` writes; the message names the turn and the field."""
 
 
 @dataclass(frozen=True)
@@ -67,3 +72,34 @@ def grouped(rows: list[list[float]], limit: int) -> list[tuple[str, list[float]]
         name = f"L{start}" if len(group) == 1 else f"L{start}-{end - 1}"
         out.append((name, [sum(column) / len(group) for column in zip(*group)]))
     return out
+
+
+def points_to_saved(points: list[TracePoint]) -> list[dict[str, object]]:
+    """The turns as a session's JSON holds them."""
+    return [{"label": p.label, "written": p.written, "total": p.total, "diagnostics": dict(p.diagnostics)}
+            for p in points]
+
+
+def points_from_saved(saved: object) -> list[TracePoint]:
+    """A session's saved trace, checked field by field (none saved: no turn)."""
+    if saved is None:
+        return []
+    if not isinstance(saved, list):
+        raise TraceError("the session's memory panel: expected a list of turns")
+    points = []
+    for number, turn in enumerate(saved, 1):
+        where = f"the session's memory panel, turn {number}"
+        if not isinstance(turn, dict) or set(turn) != {"label", "written", "total", "diagnostics"}:
+            raise TraceError(f"{where}: expected label, written, total and diagnostics")
+        if not isinstance(turn["label"], str):
+            raise TraceError(f"{where}: label must be text")
+        for key in ("written", "total"):
+            if not isinstance(turn[key], int) or isinstance(turn[key], bool):
+                raise TraceError(f"{where}: {key} must be a whole number")
+        diagnostics = turn["diagnostics"]
+        if not isinstance(diagnostics, dict) or not all(
+                isinstance(value, (int, float)) and not isinstance(value, bool) for value in diagnostics.values()):
+            raise TraceError(f"{where}: diagnostics must map names to numbers")
+        points.append(TracePoint(turn["label"], turn["written"], turn["total"],
+                                 {str(key): float(value) for key, value in diagnostics.items()}))
+    return points

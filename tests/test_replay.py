@@ -54,6 +54,9 @@ def test_headless_ab_replay_writes_the_full_report(tiny_model_dirs, tmp_path: Pa
     assert "recall" in summary["lanes"]["delta"] and "mean_f1" in summary["lanes"]["delta"]
     text = markdown.read_text()
     assert "| δ-mem |" in text and "| delta |" not in text and "Expected:" in text  # the screens' titles
+    votes = report["votes"]                                 # no one votes in a headless replay
+    assert votes["cast"] == [] and votes["tally"] == {"frozen": 0, "delta": 0, "tie": 0, "wrong": 0}
+    assert all(p["vote"] is None for p in report["probes"]) and "## Votes" not in text and "Vote:" not in text
     picture = markdown.with_name(f"{markdown.stem}.memory.svg")
     printed = result.output.replace("\n", "")  # the console wraps a long path
     assert f"({picture.name})" in text and "picture:" in printed and picture.name in printed

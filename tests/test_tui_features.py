@@ -8,18 +8,20 @@ import base64
 import json
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from textual import events
 from textual.pilot import Pilot
+from textual.screen import Screen
 from textual.widgets import Footer
 
 from deltamem.runtime.contract import DELTA, FROZEN, GenerationSettings
 from deltamem_chat.tui.diff import word_diff
 from deltamem_chat.tui.keys import KeymapError, read_keymap
 from deltamem_chat.tui.screens import ChoiceDialog, ConfirmDialog
-from deltamem_chat.tui.votes import VoteError, from_saved
 from deltamem_chat.tui.widgets import Reply
+from deltamem_chat.votes import VoteError, from_saved
 from tests.doubles import ScriptedEngine
 from tests.test_tui import chat_app, scripted, tiny_engine
 from tests.tui_harness import (  # noqa: F401 (one_torch_thread: an autouse fixture)
@@ -31,6 +33,7 @@ from tests.tui_harness import (  # noqa: F401 (one_torch_thread: an autouse fixt
     run,
     say,
     steady_cursor,
+    texts,
     until,
 )
 
@@ -152,6 +155,7 @@ def test_copy_sends_osc52_with_the_text_and_says_so() -> None:
 
 def test_diff_marks_the_words_one_lane_said_and_the_other_did_not() -> None:
     assert word_diff("a b c", "a x c") == ([(2, 3)], [(2, 3)])
+    assert word_diff("that sounds lovely.", "That.") == ([(5, 11), (12, 19)], [])   # punctuation and case aside
     engine = ScriptedEngine(ANSWERS)
     app, chat = chat_app(engine)
 
@@ -181,16 +185,23 @@ def test_votes_are_tallied_saved_loaded_and_exported(tmp_path: Path) -> None:
         await pilot.press("f8")
         await until(pilot, lambda: isinstance(app.screen, ChoiceDialog))
         await pilot.press("2")
-        assert chat.votes == {1: DELTA} and chat.status.note == "votes: frozen better 0 · δ-mem better 1 · tie 0 · " \
-            "both wrong 0"
+        await pilot.pause()
+        assert chat.votes.cast == {1: DELTA} and chat.status.note == "votes: frozen 0 · δ-mem 1 · tie 0 · both wrong 0"
+        lanes_line = str(chat.status.render()).splitlines()[1]
+        assert len(lanes_line) <= chat.status.content_region.width, "the tally fits beside the speeds at 120 columns"
+        for pane in chat.panes.values():                      # on the turn, under its stats
+            assert texts(pane, "vote") == ["vote: δ-mem better"]
+            assert pane.children[-1].has_class("vote") and pane.children[-2].has_class("meta")
         await answer_dialog(pilot, "ctrl+s", str(folder))
-        assert json.loads((folder / "session.json").read_text())["extra"] == {"votes": {"1": DELTA}}
+        assert json.loads((folder / "session.json").read_text())["extra"]["votes"] == {"1": DELTA}
         await answer_dialog(pilot, "ctrl+e", str(export))
         await pilot.press("ctrl+n")  # saved: no question
         await pilot.pause()
-        assert chat.votes == {} and chat.status.note == ""
+        assert chat.votes.cast == {} and chat.status.note == ""
         await answer_dialog(pilot, "ctrl+o", str(folder))
-        assert chat.votes == {1: DELTA}
+        await pilot.pause()
+        assert chat.votes.cast == {1: DELTA}
+        assert all(texts(pane, "vote") == ["vote: δ-mem better"] for pane in chat.panes.values())
         await pilot.press("ctrl+e")
         chat.app.screen.answer.value = str(export)  # type: ignore[attr-defined]
         await pilot.press("enter")
@@ -265,6 +276,63 @@ def test_small_terminals_keep_every_pane_rows_and_the_footer_its_keys(size: tupl
             assert key in shown, f"{key} not visible in the footer at {size}"
 
     sized_run(app, scenario, size)
+
+
+def footer_keys_cut(screen: Screen[Any]) -> list[str]:
+    """The footer's keys that are not shown whole: cut by its edge, or under the palette key."""
+    footer = screen.query_one(Footer)
+    keys = list(footer.query("FooterKey"))
+    palette = next((key for key in keys if key.has_class("-command-palette")), None)
+    if palette is None:
+        return ["the palette key (the footer is not composed yet)"]
+    cut = []
+    for key in keys:
+        region, text = key.region, key.render()
+        inside = region.width >= text.cell_len and footer.region.contains_region(region)
+        clear = key is palette or region.right <= palette.region.x or region.y != palette.region.y
+        if not (inside and clear):
+            cut.append(str(text).strip())
+    return cut
+
+
+@pytest.mark.parametrize("size", [(80, 24), (60, 20)])
+def test_every_footer_key_is_shown_whole_on_a_small_terminal(size: tuple[int, int]) -> None:
+    engine = scripted(hold=True)
+    app, chat = chat_app(engine)
+    shown_keys = {binding.action for binding in chat.BINDINGS if binding.show}
+
+    def shown() -> set[str]:
+        return {key.action for key in chat.query_one(Footer).query("FooterKey")}  # type: ignore[attr-defined]
+
+    def whole(keys: set[str]) -> bool:
+        return shown() >= keys and footer_keys_cut(chat) == []
+
+    async def scenario(pilot: Pilot) -> None:
+        # Each wait fails after 5 s if a key stays cut (the footer is laid out again after each change of keys).
+        await until(pilot, lambda: whole(shown_keys - {"cancel"}), timeout=5)
+        chat.chat_input.value = "hi"
+        await pilot.press("enter")
+        await until(pilot, lambda: engine.holding.is_set())
+        await until(pilot, lambda: whole(shown_keys), timeout=5)      # busy: the stop key too, the others dimmed
+        engine.release.set()
+        await until(pilot, lambda: not chat.busy)
+        await until(pilot, lambda: whole(shown_keys - {"cancel"}), timeout=5)
+
+    sized_run(app, scenario, size)
+
+
+def test_a_wide_footer_keeps_one_row() -> None:
+    app, chat = chat_app(scripted())
+
+    async def scenario(pilot: Pilot) -> None:
+        footer = chat.query_one(Footer)
+        idle = {binding.action for binding in chat.BINDINGS if binding.show} - {"cancel"}
+        await until(pilot, lambda: bool(footer.query(".-command-palette"))
+                    and {key.action for key in footer.query("FooterKey")} >= idle)  # type: ignore[attr-defined]
+        await pilot.pause(0.2)                                # composed; now laid out
+        assert footer.region.height == 1 and footer_keys_cut(chat) == []
+
+    sized_run(app, scenario, (120, 40))
 
 
 # -------------------------------------------------------------------------------------- snapshots

@@ -9,14 +9,17 @@ from pathlib import Path
 
 import pytest
 from textual.pilot import Pilot
-from textual.widgets import DataTable
+from textual.widgets import DataTable, Sparkline
 
 from deltamem.runtime.contract import GenerationSettings, SessionIdentity
 from deltamem_chat.library import SessionLibrary
 from deltamem_chat.library import store as library_store
+from deltamem_chat.memory_trace import TracePoint
 from deltamem_chat.tui import ChatScreen
 from deltamem_chat.tui.screens import ConfirmDialog, SessionsScreen
+from deltamem_chat.tui.widgets.memory_panel import HeatStrip, WriteTimeline
 from tests.doubles import ScriptedEngine
+from tests.test_tui_memory import turn_diagnostics
 from tests.tui_harness import SIZE, RecordingApp, press, run, until, view
 
 IDENTITY = SessionIdentity("tiny-random", "random-adapter")
@@ -86,6 +89,91 @@ def test_after_a_crash_the_last_whole_turn_is_there(tmp_path: Path) -> None:
     library.open(entry.session_id, fresh, IDENTITY)
     assert _contents(fresh)[::2] == ["the key is under the pot", "the code is 4711"]
     assert fresh.lane("delta").written_total == 2 * (20 + 2)
+
+
+def panel_drawn(chat: ChatScreen) -> tuple[list[TracePoint], list[list[float]], str, str]:
+    """The memory panel's rows and what it draws of them: the sparklines' data, the heat strip, the timeline."""
+    panel = chat.memory_panel
+    sparks = [list(line.data or []) for line in panel.query(Sparkline).results(Sparkline)]
+    return (list(panel.trace.points), sparks, str(panel.query_one(HeatStrip).render()),
+            str(panel.query_one(WriteTimeline).render()))
+
+
+def test_a_reopened_session_shows_the_memory_panel_it_had(tmp_path: Path) -> None:
+    library, folder = SessionLibrary(tmp_path / "library"), tmp_path / "saved"
+
+    def chat_on_library() -> tuple[RecordingApp, ChatScreen]:
+        engine = ScriptedEngine(pieces=("Noted", "."), prompt_written=30,
+                                diagnostics=[turn_diagnostics(turn) for turn in (1, 2)])
+        return library_chat(library, engine)
+
+    app, chat = chat_on_library()
+    drawn: list[tuple[list[TracePoint], list[list[float]], str, str]] = []
+
+    async def chatted(pilot: Pilot) -> None:
+        await send(pilot, "my cat is Tom")
+        await send(pilot, "my dog is Rex")
+        await pilot.press("f7")
+        await pilot.pause()
+        drawn.append(panel_drawn(chat))
+        await press(pilot, "ctrl+s")
+        chat.app.screen.answer.value = str(folder)  # type: ignore[attr-defined]
+        await press(pilot, "enter")
+
+    run(app, chatted)
+    points = drawn[0][0]
+    assert [p.label for p in points] == ["my cat is Tom", "my dog is Rex"] and points[1].total == 2 * points[0].total
+    assert points[0].diagnostics != points[1].diagnostics
+
+    for reopen in ("library", "folder"):
+        app, chat = chat_on_library()
+
+        async def reopened(pilot: Pilot, reopen: str = reopen, chat: ChatScreen = chat) -> None:
+            assert chat.memory_panel.trace.points == []
+            if reopen == "library":
+                await pilot.press("ctrl+l")
+                await until(pilot, lambda: isinstance(pilot.app.screen, SessionsScreen))
+                await pilot.press("enter")
+            else:
+                await pilot.press("ctrl+o")
+                await until(pilot, lambda: pilot.app.screen is not chat)
+                pilot.app.screen.answer.value = str(folder)  # type: ignore[attr-defined]
+                await pilot.press("enter")
+            await until(pilot, lambda: pilot.app.screen is chat and bool(chat.memory_panel.trace.points))
+            await pilot.press("f7")
+            await pilot.pause()
+            assert panel_drawn(chat) == drawn[0], f"reopened from the {reopen}"
+            assert chat.meter.diagnostics == drawn[0][0][-1].diagnostics      # the meter's line as it was
+
+        run(app, reopened)
+        assert not [note for note, severity in app.notes if severity == "error"]
+
+
+def test_a_session_without_memory_panel_rows_opens_with_an_empty_panel(tmp_path: Path) -> None:
+    library = SessionLibrary(tmp_path)
+    old, broken = ScriptedEngine(pieces=("Noted",), prompt_written=5), ScriptedEngine(pieces=("Hm",))
+    list(old.turn("from before the panel was saved"))
+    list(broken.turn("a broken panel"))
+    library.save(old, IDENTITY)
+    library.save(broken, IDENTITY, extra={"memory_panel": [{"label": "x", "written": "many"}]})
+    app, chat = library_chat(library)
+
+    async def scenario(pilot: Pilot) -> None:
+        for title in ("from before the panel was saved", "a broken panel"):
+            await pilot.press("ctrl+l")
+            await until(pilot, lambda: isinstance(pilot.app.screen, SessionsScreen))
+            screen = pilot.app.screen
+            assert isinstance(screen, SessionsScreen)
+            screen.search.value = title
+            await until(pilot, lambda: [e.title for e in screen.entries] == [title])  # noqa: B023
+            await pilot.press("enter")
+            await until(pilot, lambda: pilot.app.screen is chat)
+            assert _contents(chat.engine)[0] == title           # type: ignore[arg-type]
+            assert chat.memory_panel.trace.points == []
+
+    run(app, scenario)
+    errors = [note for note, severity in app.notes if severity == "error"]
+    assert errors == ["the session's memory panel, turn 1: expected label, written, total and diagnostics"]
 
 
 def test_the_sessions_screen_searches_reopens_and_deletes(tmp_path: Path) -> None:

@@ -77,6 +77,23 @@ def test_the_panel_shows_what_the_engine_reported_turn_by_turn() -> None:
     run(app, scenario)
 
 
+def test_a_turn_asked_again_replaces_its_point_in_the_panel() -> None:
+    app, chat, _ = memory_chat()
+
+    async def scenario(pilot: Pilot) -> None:
+        for text in MESSAGES[:2]:
+            await send(pilot, text)
+        await press(pilot, "ctrl+g")                          # retried: the same turn, not one more
+        trace = chat.memory_panel.trace
+        assert [p.label for p in trace.points] == list(MESSAGES[:2]) and trace.points[-1].total == 84
+        await pilot.press("ctrl+t")
+        await send(pilot, MESSAGES[2])                        # edited: in place of the last one
+        assert [p.label for p in trace.points] == [MESSAGES[0], MESSAGES[2]]
+        assert [p.total for p in trace.points] == [42, 84]
+
+    run(app, scenario)
+
+
 def test_the_trace_knows_where_the_horizon_falls() -> None:
     trace = MemoryTrace(horizon=100)
     for total in (40, 90, 130, 170):

@@ -18,6 +18,7 @@ from deltamem_chat.replay import ReplayRunner
 from deltamem_chat.transcripts import load_transcript
 from deltamem_chat.tui import DeltaMemApp, ReplayScreen, run_replay
 from deltamem_chat.tui.replay import SummaryScreen
+from deltamem_chat.tui.screens import ChoiceDialog
 from tests.conftest import make_engine
 from tests.doubles import ScriptedEngine
 from tests.tui_harness import (  # noqa: F401 (one_torch_thread: an autouse fixture)
@@ -206,6 +207,70 @@ def test_export_writes_json_and_markdown(tmp_path: Path, monkeypatch: pytest.Mon
     assert "⚑ lanes differ" in markdown.read_text(encoding="utf-8")
     assert "(replay.memory.svg)" in markdown.read_text(encoding="utf-8")   # the picture beside it, well-formed
     assert ET.parse(markdown.with_name("replay.memory.svg")).getroot().tag == "{http://www.w3.org/2000/svg}svg"
+
+
+async def vote(pilot: Pilot, key: str) -> None:
+    """F8, then the choice's number key."""
+    await pilot.press("f8")
+    await until(pilot, lambda: isinstance(pilot.app.screen, ChoiceDialog))
+    await pilot.press(key)
+    await until(pilot, lambda: not isinstance(pilot.app.screen, ChoiceDialog))
+
+
+def test_votes_on_probes_are_shown_tallied_and_exported(tmp_path: Path) -> None:
+    report, markdown = tmp_path / "replay.json", tmp_path / "replay.md"
+    app, replay = replay_app(scripted_runner(), report_path=report, markdown_path=markdown)
+
+    async def scenario(pilot: Pilot) -> None:
+        assert replay.check_action("vote", ()) is None            # nothing answered yet
+        await jump(pilot, FIRST_PROBE)
+        await vote(pilot, "1")                                    # frozen better, then changed to δ-mem better
+        await vote(pilot, "2")
+        assert replay.status.note == "votes: frozen 0 · δ-mem 1 · tie 0 · both wrong 0"
+        for pane in (replay.panes[lane] for lane in replay.lanes):
+            assert texts(pane, "vote") == ["vote: δ-mem better"]
+        await press(pilot, "p")                                   # to the end: the summary opens
+        summary = app.screen
+        assert isinstance(summary, SummaryScreen)
+        probes = [str(probe.render()) for probe in summary.query(".summary-probe")]
+        assert "vote      δ-mem better" in probes[0] and "vote" not in probes[1]   # on the first probe only
+        await pilot.press("escape")
+        await vote(pilot, "3")
+        assert replay.status.note == "votes: frozen 0 · δ-mem 1 · tie 1 · both wrong 0"
+        assert texts(replay.panes["delta"], "vote") == ["vote: δ-mem better", "vote: tie"]
+        await pilot.press("e")
+
+    run(app, scenario)
+    data = json.loads(report.read_text(encoding="utf-8"))
+    votes = data["votes"]
+    assert votes["tally"] == {"frozen": 0, "delta": 1, "tie": 1, "wrong": 0}
+    assert [(v["item"], v["probe"], v["vote"]) for v in votes["cast"]] == [(FIRST_PROBE - 1, 0, "delta"),
+                                                                         (ITEMS - 1, 1, "tie")]
+    assert [p["vote"] for p in data["probes"]] == ["δ-mem better", "tie"]
+    assert all({"hit", "f1"} <= set(answer) for p in data["probes"] for answer in p["answers"].values())
+    text = markdown.read_text(encoding="utf-8")
+    assert "## Votes" in text and "| δ-mem better | 1 |" in text and "| tie | 1 |" in text
+    assert "| 6 | probe 1: What is my sister called? | δ-mem better |" in text
+    first = text.index("### 1. What is my sister called?")
+    assert text.index("Vote: **δ-mem better**", first) < text.index("### 2.", first)
+
+
+@pytest.mark.parametrize("regenerate", [False, True])
+def test_a_generated_turn_takes_a_vote_and_a_recorded_one_does_not(regenerate: bool) -> None:
+    app, replay = replay_app(scripted_runner(regenerate=regenerate))
+
+    async def scenario(pilot: Pilot) -> None:
+        await jump(pilot, 5)                                  # the second assistant turn is the last done
+        if not regenerate:
+            assert replay.check_action("vote", ()) is None
+            return
+        await vote(pilot, "1")
+        assert replay.votes.cast == {4: "frozen"}
+        assert any(note == "Item 5: frozen better." for note, _ in app.notes)
+        await press(pilot, "r")                               # a restart forgets the votes
+        assert replay.votes.cast == {} and replay.status.note == ""
+
+    run(app, scenario)
 
 
 def test_quitting_mid_replay_writes_a_partial_report(tmp_path: Path) -> None:

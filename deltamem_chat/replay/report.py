@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import platform
+from collections.abc import Mapping
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ from deltamem.files import atomic_write_text
 from deltamem.runtime.contract import LANE_TITLES, has_retrieval
 from deltamem_chat.replay.runner import ReplayRunner
 from deltamem_chat.text import one_line
+from deltamem_chat.votes import choices, counts
 
 TIMING_FIELDS = ("ttft_s", "tokens_per_s")
 #: Per turn, what the memory lanes reported; their last digits depend on how the lanes were batched.
@@ -30,9 +32,13 @@ def versions() -> dict[str, str]:
             "python": platform.python_version()}
 
 
-def build_report(runner: ReplayRunner, config: dict[str, Any], *, partial: bool) -> dict[str, Any]:
-    """Everything a reader needs to judge the replay, as plain JSON data."""
+def build_report(runner: ReplayRunner, config: dict[str, Any], *, partial: bool,
+                 votes: Mapping[int, str] | None = None) -> dict[str, Any]:
+    """Everything a reader needs to judge the replay, as plain JSON data; `votes` are a reader's (item index → the
+    choice, `deltamem_chat.votes`), cast in the replay screen."""
     summary = runner.summary()
+    votes = votes or {}
+    voted = vote_summary(runner, votes)
     turns = [{
         "index": r.index, "kind": r.kind, "role": r.role, "text": r.text, "differs": r.differs,
         "lanes": {name: asdict(step) for name, step in r.lanes.items()},
@@ -49,6 +55,7 @@ def build_report(runner: ReplayRunner, config: dict[str, Any], *, partial: bool)
             "expected": outcome.expected, "aliases": list(getattr(probe, "aliases", ())),
             "category": outcome.category, "abstain": getattr(probe, "abstain", False),
             "depends_on": getattr(probe, "depends_on", None), "differs": outcome.disagrees,
+            "vote": voted["labels"][votes[record.index]] if record.index in votes else None,
             "answers": {lane: {"answer": outcome.answers[lane], "hit": score.hit, "f1": round(score.f1, 4),
                                "score": round(score.score, 4)}
                         for lane, score in outcome.scores.items()},
@@ -68,6 +75,7 @@ def build_report(runner: ReplayRunner, config: dict[str, Any], *, partial: bool)
         "config": {**config, "versions": versions()},
         "turns": turns,
         "probes": probes,
+        "votes": voted,
         "summary": {
             "lanes": lanes,
             "disagreements": [o.probe_index for o in summary.disagreements],
@@ -76,6 +84,24 @@ def build_report(runner: ReplayRunner, config: dict[str, Any], *, partial: bool)
             "budget": runner.budget(),
         },
     }
+
+
+def vote_summary(runner: ReplayRunner, votes: Mapping[int, str]) -> dict[str, Any]:
+    """The choices offered, how many votes each got, and each vote with the item it was cast on (none cast: the
+    tally is all 0 and the list empty)."""
+    labels = choices({lane: LANE_TITLES.get(lane, lane) for lane in runner.lanes})
+    cast: dict[int, str] = {}
+    listed = []
+    for record in runner.records:
+        choice = votes.get(record.index)
+        if choice is None:
+            continue
+        cast[record.index] = choice
+        outcome = record.outcome
+        listed.append({"item": record.index, "kind": "probe" if outcome else "assistant turn",
+                       "probe": outcome.probe_index if outcome else None, "text": record.text, "vote": choice,
+                       "label": labels[choice]})
+    return {"labels": labels, "tally": counts(cast, labels), "cast": listed}
 
 
 def evidence_counts(verdicts: list[str | None]) -> dict[str, Any]:
@@ -136,6 +162,7 @@ def to_markdown(report: dict[str, Any], picture: str | None = None) -> str:
     for name, lane in summary["lanes"].items():
         lines.append(f"| {LANE_TITLES.get(name, name)} | {lane['recall']:.3f} | {lane['mean_f1']:.3f} | "
                      f"{lane['probes']} | {lane['written_tokens']:,} | {recall_at_k_cell(lane)} |")
+    lines += _votes_markdown(report.get("votes"))
     if picture:
         lines += ["", "## Memory", "", f"![The memory over the replay: per-layer state norms, mean β, ‖Δo‖/‖o‖ and "
                                        f"the writes against the horizon]({picture})"]
@@ -144,6 +171,8 @@ def to_markdown(report: dict[str, Any], picture: str | None = None) -> str:
     for probe in ordered:
         mark = " ⚑ lanes differ" if probe["differs"] else ""
         lines += [f"### {probe['index'] + 1}. {probe['question']}{mark}", "", f"Expected: **{probe['expected']}**", ""]
+        if probe.get("vote"):
+            lines += [f"Vote: **{probe['vote']}**", ""]
         for lane, answer in probe["answers"].items():
             verdict = "hit" if answer["hit"] else "miss"
             evidence = probe.get("retrieval", {}).get(lane, {}).get("evidence")
@@ -152,6 +181,19 @@ def to_markdown(report: dict[str, Any], picture: str | None = None) -> str:
                          f"{one_line(answer['answer'], 160)}")
         lines.append("")
     return "\n".join(lines)
+
+
+def _votes_markdown(votes: dict[str, Any] | None) -> list[str]:
+    """The tally and the votes cast, item by item (nothing when none was cast)."""
+    if not votes or not votes["cast"]:
+        return []
+    lines = ["", "## Votes", "", "| vote | count |", "|---|---|"]
+    lines += [f"| {votes['labels'][choice]} | {count} |" for choice, count in votes["tally"].items()]
+    lines += ["", "| item | turn | vote |", "|---|---|---|"]
+    for vote in votes["cast"]:
+        turn = f"probe {vote['probe'] + 1}" if vote["probe"] is not None else vote["kind"]
+        lines.append(f"| {vote['item'] + 1} | {turn}: {one_line(vote['text'], 60)} | {vote['label']} |")
+    return lines
 
 
 def summary_table(report: dict[str, Any]) -> Table:

@@ -19,6 +19,7 @@ from deltamem.files import atomic_write_text
 from deltamem.runtime.contract import FROZEN, Engine, GenerationSettings, LaneDone, SessionIdentity, TurnDone
 from deltamem_chat.documents import DocumentError, read_document
 from deltamem_chat.library import SessionLibrary
+from deltamem_chat.memory_trace import TraceError, points_from_saved, points_to_saved
 from deltamem_chat.text import stamp
 from deltamem_chat.transcripts.reading import document_text
 from deltamem_chat.tui.commands import CHAT_COMMANDS, PaletteEntry
@@ -26,15 +27,19 @@ from deltamem_chat.tui.diff import word_diff
 from deltamem_chat.tui.export import conversation_markdown
 from deltamem_chat.tui.frame import Job, LanesScreen
 from deltamem_chat.tui.messages import FeedItem
-from deltamem_chat.tui.screens import ChoiceDialog, ConfirmDialog, PromptDialog, SessionsScreen
-from deltamem_chat.tui.votes import VoteError, choices, from_saved, tally, to_saved
+from deltamem_chat.tui.screens import ConfirmDialog, PromptDialog, SessionsScreen
+from deltamem_chat.tui.votes import TurnVotes
 from deltamem_chat.tui.widgets import ChatInput
 from deltamem_chat.tui.widgets.chat_input import placeholder
+from deltamem_chat.votes import VoteError, from_saved, to_saved
 
 #: Actions that read or change the engine: unavailable while a turn runs.
 ENGINE_ACTIONS = frozenset({"reset_memory", "new_conversation", "save_session", "load_session", "export",
                             "switch_policy", "toggle_frozen", "read_document", "regenerate", "edit_last", "vote",
                             "sessions"})
+
+#: The key of a saved session's `extra` that holds the memory panel's turns.
+MEMORY_PANEL = "memory_panel"
 
 #: Actions that need a last turn to act on.
 TURN_ACTIONS = frozenset({"regenerate", "edit_last", "vote"})
@@ -42,11 +47,13 @@ TURN_ACTIONS = frozenset({"regenerate", "edit_last", "vote"})
 
 @dataclass
 class LastTurn:
-    """The latest turn, as it can be asked again: its message, its lanes and the engine's point before it."""
+    """The latest turn, as it can be asked again: its message, its lanes, the engine's point before it and how many
+    turns the memory panel had then."""
 
     text: str
     lanes: list[str]
     before: object
+    panel_turns: int
 
 
 @dataclass
@@ -116,8 +123,8 @@ class ChatScreen(LanesScreen[Job]):
         self._editing = False          # the box holds the last message, to be asked again instead of it
         self.unsaved = False           # a turn since the last save, load or new conversation
         self.diff_on = False
-        self.votes: dict[int, str] = {}
-        self.vote_labels = choices(self.titles)
+        self.votes = TurnVotes(self.titles)
+
     def compose_controls(self) -> Iterator[Widget]:
         yield ChatInput(id="message")
 
@@ -168,7 +175,7 @@ class ChatScreen(LanesScreen[Job]):
         """Send a message to every active lane (or to `lanes`) and start streaming their replies; `again` is the
         turn this one asks again (its lanes and its point before)."""
         lanes = self.active_lanes if lanes is None else lanes
-        self.last_turn = again or LastTurn(text, lanes, self.engine.checkpoint())
+        self.last_turn = again or LastTurn(text, lanes, self.engine.checkpoint(), len(self.memory_panel.trace.points))
         panes = self.panes
         for name in lanes:
             panes[name].add_user(text)
@@ -206,7 +213,9 @@ class ChatScreen(LanesScreen[Job]):
         kept = {name: self.engine.lane(name).messages[-2:] for name in turn.lanes if name not in lanes}
         self.engine.rollback(turn.before)
         before = self.engine.checkpoint()  # the same point, open again for the next retry
-        self.votes.pop(self._turn_number() + 1, None)
+        panel = self.memory_panel
+        panel.restore(panel.trace.points[:turn.panel_turns])   # the memory's turns as they were before it, too
+        self.votes.cast.pop(self._turn_number() + 1, None)
         self._show_votes()
         panes = self.panes
         for name in turn.lanes:
@@ -216,7 +225,7 @@ class ChatScreen(LanesScreen[Job]):
             for message in messages:
                 self.engine.add_message(message["role"], message["content"], [name])
         self.written = self.engine_written()
-        self.send(text, lanes, LastTurn(text, turn.lanes, before))
+        self.send(text, lanes, LastTurn(text, turn.lanes, before, turn.panel_turns))
 
     def _turn(self, text: str, lanes: list[str], job: Job) -> None:
         """On the worker thread: the engine's events, as they come (first, what kept lanes got back is read)."""
@@ -277,16 +286,22 @@ class ChatScreen(LanesScreen[Job]):
     def _show_conversation(self) -> None:
         """Redraw the panes and the meter from the engine (at start, after a load or a reset)."""
         self.last_turn, self._editing = None, False
+        turns = self._turn_number()
         for name, pane in self.panes.items():
             messages = self.engine.lane(name).messages
             pane.clear()
             if self.intro and not messages:
                 pane.add_note(self.intro)
+            replies = []
             for message in messages:
                 if message["role"] == "user":
                     pane.add_user(message["content"])
                 elif message["role"] == "assistant":
                     pane.add_assistant(message["content"])
+                    replies.append(pane.latest)
+            if len(replies) == turns:   # in a lane that missed turns, a reply's number is not its turn's
+                for turn in sorted(turn for turn in self.votes.cast if turn <= turns):
+                    self.votes.mark(turn, [(pane, replies[turn - 1])])
         status = self.status
         for name in self.lane_names:
             status.set_lane(name, None)
@@ -311,7 +326,7 @@ class ChatScreen(LanesScreen[Job]):
     def _new_conversation(self) -> None:
         self.engine.reset()
         self.session_id = None
-        self.votes, self.unsaved = {}, False
+        self.votes.cast, self.unsaved = {}, False
         self._show_conversation()
         self.notify("New conversation.")
 
@@ -347,7 +362,7 @@ class ChatScreen(LanesScreen[Job]):
         if folder is None or self.identity is None:
             return
         try:
-            path = self.engine.save(Path(folder).expanduser(), self.identity, {"votes": to_saved(self.votes)})
+            path = self.engine.save(Path(folder).expanduser(), self.identity, self._extra())
         except Exception as exc:  # disk full, permissions, a file where the folder should be
             self.report_error("Could not save the session", exc)
             return
@@ -365,18 +380,12 @@ class ChatScreen(LanesScreen[Job]):
         before = self.engine.policy
         try:
             extra = self.engine.load(Path(folder).expanduser(), self.identity)
-            votes = from_saved(extra.get("votes"), self.vote_labels)
-        except VoteError as exc:
-            self.votes = {}
-            self.report_error("Loaded without its votes", exc)
         except Exception as exc:  # SessionError says which file and field; anything else is shown as it is
             self.report_error("Could not load the session", exc)
             return
-        else:
-            self.votes = votes
         self._last_session, self.unsaved = Path(folder), False
         self.session_id = None
-        self._show_conversation()
+        self._show_opened(extra)
         self.notify(f"Loaded {folder}", markup=False)
         if self.engine.policy != before:
             self.notify(f"The session's context policy {self.engine.policy} replaces {before} (ctrl+w changes it).",
@@ -391,7 +400,7 @@ class ChatScreen(LanesScreen[Job]):
             return
         try:
             self.session_id = self.library.save(self.engine, self.identity, self.session_id,
-                                                extra={"votes": to_saved(self.votes)}).session_id
+                                                extra=self._extra()).session_id
             self.unsaved = False
         except Exception as exc:  # a full disk, a folder that cannot be written: the chat goes on unsaved
             self.report_error("Could not autosave the conversation", exc)
@@ -410,14 +419,31 @@ class ChatScreen(LanesScreen[Job]):
         except Exception as exc:  # SessionError or LibraryError say which file and why
             self.report_error("Could not reopen the session", exc)
             return
-        try:
-            self.votes = from_saved(extra.get("votes"), self.vote_labels)
-        except VoteError as exc:
-            self.votes = {}
-            self.report_error("The session's votes were not read", exc)
         self.session_id, self.unsaved = session_id, False
-        self._show_conversation()
+        self._show_opened(extra)
         self.notify("Reopened the session: its conversation and memory are back.")
+
+    def _extra(self) -> dict[str, object]:
+        """What a saved session keeps beyond the engine's state: the votes and the memory panel's turns."""
+        return {"votes": to_saved(self.votes.cast), MEMORY_PANEL: points_to_saved(self.memory_panel.trace.points)}
+
+    def _show_opened(self, extra: Mapping[str, object]) -> None:
+        """Show a session just loaded, with its votes and its memory panel's turns (a part that cannot be read is
+        left out, and said so)."""
+        self.votes.cast = {}
+        try:
+            self.votes.cast = from_saved(extra.get("votes"), self.votes.labels)
+        except VoteError as exc:
+            self.report_error("The session's votes were not read", exc)
+        self._show_conversation()
+        try:
+            points = points_from_saved(extra.get(MEMORY_PANEL))
+        except TraceError as exc:
+            self.report_error("The session's memory panel was not read", exc)
+            return
+        self.memory_panel.restore(points)
+        if points:   # the meter's diagnostics line too, as the last turn left it
+            self.show_budget(self.engine_written(), 0, points[-1].diagnostics)
 
     def action_export(self) -> None:
         self.app.push_screen(PromptDialog("Export conversation", "Markdown file for both lanes' messages:",
@@ -440,9 +466,9 @@ class ChatScreen(LanesScreen[Job]):
 
     def _export(self, path: Path) -> None:
         lanes = {name: self.engine.lane(name) for name in self.lane_names}
-        votes = {turn: self.vote_labels[choice] for turn, choice in sorted(self.votes.items())}
         try:
-            atomic_write_text(path, conversation_markdown(lanes, self.titles, self.status.info, votes))
+            atomic_write_text(path, conversation_markdown(lanes, self.titles, self.status.info,
+                                                          self.votes.labelled()))
         except OSError as exc:  # SaveError: the folder cannot be made, the disk is full
             self.report_error("Could not export", exc)
             return
@@ -474,8 +500,8 @@ class ChatScreen(LanesScreen[Job]):
 
     def action_copy_conversation(self) -> None:
         lanes = {name: self.engine.lane(name) for name in self.lane_names}
-        votes = {turn: self.vote_labels[choice] for turn, choice in sorted(self.votes.items())}
-        self._copy(conversation_markdown(lanes, self.titles, self.status.info, votes), "the conversation")
+        self._copy(conversation_markdown(lanes, self.titles, self.status.info, self.votes.labelled()),
+                   "the conversation")
 
     # ------------------------------------------------------------------------------------------ compare
     def action_toggle_raw(self) -> None:
@@ -511,21 +537,20 @@ class ChatScreen(LanesScreen[Job]):
     def action_vote(self) -> None:
         if self.last_turn is None:
             return
-        turn = self._turn_number()
+        turn, lanes = self._turn_number(), self.last_turn.lanes
 
-        def voted(choice: str | None) -> None:
-            if choice is not None:
-                self.votes[turn] = choice
-                self.unsaved = True
-                self._show_votes()
-                self.autosave()
-                self.notify(f"Turn {turn}: {self.vote_labels[choice]}.")
+        def voted(choice: str) -> None:
+            self.unsaved = True
+            self._show_votes()
+            panes = self.panes
+            self.votes.mark(turn, ((panes[name], None) for name in lanes))
+            self.autosave()
+            self.notify(f"Turn {turn}: {self.votes.labels[choice]}.")
 
-        self.app.push_screen(ChoiceDialog(f"Vote on turn {turn}", "Which lane answered better?", self.vote_labels),
-                             voted)
+        self.votes.ask(self, turn, f"turn {turn}", voted)
 
     def _show_votes(self) -> None:
-        self.status.set_note(f"votes: {tally(self.votes, self.vote_labels)}" if self.votes else "")
+        self.status.set_note(self.votes.note())
 
     # ------------------------------------------------------------------------------------------ settings
     def action_switch_policy(self) -> None:

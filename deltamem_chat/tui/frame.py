@@ -30,7 +30,7 @@ from deltamem.runtime.contract import DELTA, LANE_TITLES, Engine, LaneDone, Read
 from deltamem_chat.tui.commands import PaletteCommands, PaletteEntry
 from deltamem_chat.tui.feed import Feed
 from deltamem_chat.tui.messages import FeedItem, JobEnded, JobFailed, TextDelta
-from deltamem_chat.tui.widgets import BudgetMeter, LanePane, MemoryPanel, StatusBar
+from deltamem_chat.tui.widgets import BudgetMeter, KeyFooter, LanePane, MemoryPanel, StatusBar
 
 #: How often streamed text reaches the screen (seconds): fast enough to look live, slow enough to keep typing smooth.
 FRAME_S = 0.05
@@ -107,7 +107,7 @@ class LanesScreen(Screen[None], Generic[JobT]):
                           id="memory")
         yield BudgetMeter(id="meter")
         yield from self.compose_controls()
-        yield Footer()
+        yield KeyFooter()
 
     def compose_controls(self) -> Iterator[Widget]:
         """The view's own widgets, between the meter and the footer."""
@@ -118,7 +118,8 @@ class LanesScreen(Screen[None], Generic[JobT]):
         self.show_budget(self.engine_written(), 0, {})
 
     def on_resize(self, event: events.Resize) -> None:
-        """A small terminal keeps every pane some rows and the footer its keys (see app.tcss)."""
+        """A small terminal keeps every pane some rows and the footer its keys (see app.tcss; a footer too narrow
+        for its keys takes a second row, `KeyFooter`)."""
         self.set_class(event.size.height < SHORT_ROWS, "-short")
         self.set_class(event.size.width < NARROW_COLUMNS, "-narrow")
         self.query_one(Footer).compact = event.size.width < NARROW_COLUMNS

@@ -1,50 +1,52 @@
-"""Votes on turns: which lane answered better, kept per turn in the session, the export and the status bar.
-
-The choices follow the engine's lanes: one "better" per lane, then a tie and "both wrong" (none right, with more
-than two lanes). A vote is keyed by the turn's number (its count of replies), so a retried turn drops its old vote.
+"""Votes in the views, the same in the chat and the replay: a key opens the choices for a turn, the vote is shown
+under the turn's replies and tallied in the status bar. The rules (choices, tally, the saved form) are
+`deltamem_chat.votes`.
 """
 
 from __future__ import annotations
 
-from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 
-TIE = "tie"
-WRONG = "wrong"
+from textual.screen import Screen
 
-
-class VoteError(ValueError):
-    """A session's votes are not what a save writes; the message names the field."""
+from deltamem_chat.tui.screens import ChoiceDialog
+from deltamem_chat.tui.widgets import LanePane, Reply
+from deltamem_chat.votes import TIE, WRONG, choices, tally
 
 
-def choices(titles: Mapping[str, str]) -> dict[str, str]:
-    """Every vote's id and label, in the order they are offered (keys 1, 2, …)."""
-    labels = {name: f"{title} better" for name, title in titles.items()}
-    return labels | {TIE: "tie", WRONG: "both wrong" if len(titles) == 2 else "none right"}
+class TurnVotes:
+    """A view's votes: turn number → choice, among the choices its lanes give."""
 
+    def __init__(self, titles: Mapping[str, str]) -> None:
+        self.labels = choices(titles)
+        # The status bar's: the lanes' titles alone ("δ-mem 2"), so the tally fits beside the lanes' speeds.
+        self.short = {**titles, TIE: self.labels[TIE], WRONG: self.labels[WRONG]}
+        self.cast: dict[int, str] = {}
 
-def tally(votes: Mapping[int, str], labels: Mapping[str, str]) -> str:
-    """`δ-mem better 2 · frozen better 1 · tie 0 · both wrong 0`."""
-    counts = Counter(votes.values())
-    return " · ".join(f"{label} {counts[choice]}" for choice, label in labels.items())
+    def ask(self, screen: Screen[object], turn: int, what: str, voted: Callable[[str], None]) -> None:
+        """Offer the choices for `turn` (`what` names it in the dialog's title); a choice is kept, then
+        `voted(choice)` shows it."""
 
+        def chosen(choice: str | None) -> None:
+            if choice is not None:
+                self.cast[turn] = choice
+                voted(choice)
 
-def to_saved(votes: Mapping[int, str]) -> dict[str, str]:
-    """Votes as a session's JSON holds them (object keys are strings)."""
-    return {str(turn): choice for turn, choice in sorted(votes.items())}
+        screen.app.push_screen(ChoiceDialog(f"Vote on {what}", "Which lane answered better?", self.labels), chosen)
 
+    def note(self) -> str:
+        """The status bar's tally, `votes: frozen 0 · δ-mem 2 · tie 1 · both wrong 0` ('' before the first vote)."""
+        return f"votes: {tally(self.cast, self.short)}" if self.cast else ""
 
-def from_saved(saved: object, labels: Mapping[str, str]) -> dict[int, str]:
-    """A session's `votes`, checked: turn numbers from 1, choices among `labels`."""
-    if saved is None:
-        return {}
-    if not isinstance(saved, dict):
-        raise VoteError("the session's votes: expected an object of turn numbers")
-    votes: dict[int, str] = {}
-    for turn, choice in saved.items():
-        if not (isinstance(turn, str) and turn.isascii() and turn.isdigit() and int(turn) > 0):
-            raise VoteError(f"the session's votes: {turn!r} is not a turn number")
-        if choice not in labels:
-            raise VoteError(f"the session's votes, turn {turn}: {choice!r} is not one of {', '.join(labels)}")
-        votes[int(turn)] = choice
-    return votes
+    def line(self, turn: int) -> str:
+        """What a voted turn shows under its replies."""
+        return f"vote: {self.labels[self.cast[turn]]}"
+
+    def labelled(self) -> dict[int, str]:
+        """Turn number → the vote's label, in turn order (for an export)."""
+        return {turn: self.labels[choice] for turn, choice in sorted(self.cast.items())}
+
+    def mark(self, turn: int, replies: Iterable[tuple[LanePane, Reply | None]]) -> None:
+        """Show the vote on `turn` under each of its replies (the pane's latest where the reply is None)."""
+        for pane, reply in replies:
+            pane.show_vote(self.line(turn), reply)

@@ -11,6 +11,7 @@ REPLAY_COMMANDS: tuple[PaletteEntry, ...] = (
     ("Jump to item", "jump", "Replay up to item N; an earlier item restarts from the beginning (j)"),
     ("Restart", "restart", "Back to the first item with empty lanes and memory (r)"),
     ("Stop generating", "cancel", "Cancel the answer being generated and stop playing (Escape)"),
+    ("Vote on the last answer", "vote", "Which lane answered the latest probe or generated turn better (f8)"),
     ("Summary", "summary", "Recall and F1 per lane, the memory written, the probes that differ first (s)"),
     ("Export report", "export", "Write the JSON and Markdown replay reports (e)"),
     MEMORY_PANEL,

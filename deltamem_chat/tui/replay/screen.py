@@ -3,8 +3,9 @@
 The frame (`LanesScreen`) shows the lanes, the meter and the streaming; the replay adds its commands (step, play,
 jump, restart), the probes' verdicts and scores, the summary and the reports. One worker drives the runner per
 command. While a command runs, the UI never touches the runner or the engine: it keeps its own list of finished
-records for the scores and the summary, gets the memory after each item from what the engine reported to the runner
-(`Stepped`), and writes reports only once no command runs (quitting stops the running one first).
+records for the scores, the votes (f8, on the latest probe or generated answer, as in the chat) and the summary,
+gets the memory after each item from what the engine reported to the runner (`Stepped`), and writes reports only
+once no command runs (quitting stops the running one first).
 """
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ from deltamem_chat.tui.messages import FeedItem, Restarted, Stepped
 from deltamem_chat.tui.replay.commands import REPLAY_COMMANDS
 from deltamem_chat.tui.replay.summary import SummaryScreen, SummaryView
 from deltamem_chat.tui.screens import PromptDialog
+from deltamem_chat.tui.votes import TurnVotes
+from deltamem_chat.tui.widgets import Reply
 
 
 @dataclass
@@ -69,6 +72,7 @@ class ReplayScreen(LanesScreen[Command]):
         Binding("j", "jump", "jump to"),
         Binding("r", "restart", "restart"),
         Binding("escape", "cancel", "stop"),
+        Binding("f8", "vote", "vote"),
         Binding("s", "summary", "summary"),
         Binding("e", "export", "export"),
         Binding("q", "quit", "quit"),
@@ -97,6 +101,8 @@ class ReplayScreen(LanesScreen[Command]):
             "device": f"{config.get('device', '?')} · {config.get('dtype', '?')}",
             "policy": str(config.get("context_policy", "?")),
         })
+        self.votes = TurnVotes({name: self.titles[name] for name in self.lanes})
+        self._answers: dict[int, dict[str, Reply | None]] = {}  # each answered item's replies, for its vote line
         self._then: Callable[[], None] | None = None
         self._stats: dict[str, TurnStats] = {}
         self._quit_without_report = False
@@ -112,6 +118,8 @@ class ReplayScreen(LanesScreen[Command]):
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action == "play" and self.job is not None and self.job.kind != "play":
+            return None
+        if action == "vote" and self._votable() is None:
             return None
         return super().check_action(action, parameters)
 
@@ -162,6 +170,34 @@ class ReplayScreen(LanesScreen[Command]):
         """Stop the answer being generated (it stays, marked cancelled) and stop playing or jumping."""
         if self.job is not None:
             self._stop(self.job, "stopping")
+
+    def action_vote(self) -> None:
+        """Vote on the latest answered item (a probe, or an assistant turn the lanes generated)."""
+        record = self._votable()
+        if record is None:
+            return
+        if len(self.lanes) < 2:
+            self.notify("A vote compares lanes: replay with --ab to vote.", severity="warning")
+            return
+        what = self._vote_subject(record)
+
+        def voted(choice: str) -> None:
+            self.status.set_note(self.votes.note())
+            self.votes.mark(record.index, ((self.panes[lane], reply)
+                                           for lane, reply in self._answers[record.index].items()))
+            self.notify(f"{what[0].upper()}{what[1:]}: {self.votes.labels[choice]}.")
+
+        self.votes.ask(self, record.index, what, voted)
+
+    def _votable(self) -> StepRecord | None:
+        """The latest finished item the lanes answered, if any."""
+        return next((record for record in reversed(self.records) if record.index in self._answers), None)
+
+    def _vote_subject(self, record: StepRecord) -> str:
+        """How the vote's dialog names an item: `probe 2 (item 6)`, `item 4`."""
+        if record.outcome is not None:
+            return f"probe {record.outcome.probe_index + 1} (item {record.index + 1})"
+        return f"item {record.index + 1}"
 
     def action_summary(self) -> None:
         self.app.push_screen(SummaryScreen(self._summary_view(), self))
@@ -249,12 +285,14 @@ class ReplayScreen(LanesScreen[Command]):
                 pane.add_note(f"probe {probe_number} · asked here, then rolled back")
                 pane.add_user(record.text)
                 pane.start_reply()
+                self._answers.setdefault(record.index, {})[pane.lane] = pane.latest
             elif record.role == "system":
                 pane.add_note(f"system: {record.text}")
             elif record.role == "user":
                 pane.add_user(record.text)
             elif self.regenerate:
                 pane.start_reply()
+                self._answers.setdefault(record.index, {})[pane.lane] = pane.latest
             else:
                 pane.start_reply(record.text)
                 pane.finish_reply(None, verdict="recorded, fed as written")
@@ -292,6 +330,9 @@ class ReplayScreen(LanesScreen[Command]):
     def _clear(self, command: Command) -> None:
         """The runner restarted: empty panes, scores and meter."""
         self.records.clear()
+        self.votes.cast.clear()
+        self._answers.clear()
+        self.status.set_note("")
         self.position = command.written_before = 0
         self.failed = False
         panes, status = self.panes, self.status
@@ -342,13 +383,15 @@ class ReplayScreen(LanesScreen[Command]):
             summary=summarise(record.outcome for record in self.records if record.outcome is not None),
             lanes=self.lanes, titles=self.titles, replayed=self.position, total=self.total, written=self.written,
             horizon=self.budget.horizon, status=self.budget.status(self.written),
+            votes={record.outcome.probe_index: self.votes.labels[self.votes.cast[record.index]]
+                   for record in self.records if record.outcome is not None and record.index in self.votes.cast},
         )
 
     # ------------------------------------------------------------------------------------------ reports
     def _write_report(self, report: Path | None, markdown: Path | None, failure: str) -> bool:
         """Write the report (partial unless every item was replayed); a failure is a notification."""
         try:
-            built = build_report(self.runner, self.config, partial=not self.runner.finished)
+            built = build_report(self.runner, self.config, partial=not self.runner.finished, votes=self.votes.cast)
             if report is not None:
                 write_json(built, report)
             if markdown is not None:

@@ -7,7 +7,7 @@ difference, or failed to.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from textual.app import ComposeResult
@@ -40,6 +40,7 @@ class SummaryView:
     written: int
     horizon: int
     status: str
+    votes: Mapping[int, str] = field(default_factory=dict)   # probe index → the vote's label
 
 
 def verdict_parts(hit: bool, f1: float) -> list[tuple[str, str]]:
@@ -167,4 +168,7 @@ class SummaryScreen(Screen[None]):
         for lane, score in outcome.scores.items():
             parts += ["\n", (f"{titles.get(lane, lane):<10}", "bold $accent"), *verdict_parts(score.hit, score.f1),
                       "   ", one_line(outcome.answers[lane], ANSWER_CHARS) or ("(empty reply)", "dim")]
+        vote = self.view.votes.get(outcome.probe_index)
+        if vote:
+            parts += ["\n", (f"{'vote':<10}", "dim"), (vote, "bold")]
         return Content.assemble(*parts)

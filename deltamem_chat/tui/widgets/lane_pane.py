@@ -1,8 +1,8 @@
 """One lane's conversation: a scrollable column of user messages and replies, streamed into as tokens arrive.
 
 Reusable outside the chat (the replay screen drives it the same way): `add_user`, `start_reply`, `append`,
-`finish_reply`, `mark`. Replies are Markdown (`Reply`), or their raw text on `set_raw`; nothing the model says is
-ever parsed as Textual markup.
+`finish_reply`, `mark`, `show_vote`. Replies are Markdown (`Reply`), or their raw text on `set_raw`; nothing the
+model says is ever parsed as Textual markup.
 A retrieval lane's reply is followed by what was retrieved into its prompt for it, collapsed.
 """
 
@@ -101,6 +101,11 @@ class LanePane(VerticalScroll):
         color: $text-muted;
     }
 
+    LanePane .meta.vote {
+        color: $accent;
+        text-style: bold;
+    }
+
     LanePane .note.flag {
         color: $warning;
         text-style: bold;
@@ -113,6 +118,7 @@ class LanePane(VerticalScroll):
         self.border_title = title
         self._reply: Reply | None = None
         self._last: Reply | None = None
+        self._votes: dict[Reply, Static] = {}  # each voted reply's vote line
         self.raw = False
 
     def on_mount(self) -> None:
@@ -123,6 +129,11 @@ class LanePane(VerticalScroll):
     def streaming(self) -> bool:
         """Whether a reply is open for `append`."""
         return self._reply is not None
+
+    @property
+    def latest(self) -> Reply | None:
+        """The latest reply (streaming or done), as a widget."""
+        return self._last
 
     @property
     def last_reply(self) -> str:
@@ -191,8 +202,23 @@ class LanePane(VerticalScroll):
         if self._last is not None:
             self._last.add_class(f"-{style}")
 
+    def show_vote(self, text: str, reply: Reply | None = None) -> None:
+        """A vote's line under `reply` (the latest by default), after its stats; a later vote replaces it."""
+        reply = reply or self._last
+        if reply is None or reply.parent is not self:
+            return
+        if reply in self._votes:
+            self._votes[reply].update(Content(text))
+            return
+        children = list(self.children)
+        after = children.index(reply) + 1
+        anchor = children[after] if after < len(children) and children[after].has_class("meta") else reply
+        self._votes[reply] = line = Static(Content(text), classes="meta vote")
+        self.mount(line, after=anchor)
+
     def clear(self) -> None:
         self._reply = self._last = None
+        self._votes.clear()
         self.remove_children()
 
     def drop_last_turn(self) -> None:
@@ -202,6 +228,7 @@ class LanePane(VerticalScroll):
         if not users:
             return
         self.remove_children(children[users[-1]:])
+        self._votes = {reply: line for reply, line in self._votes.items() if reply in children[:users[-1]]}
         self._reply = None
         replies = [child for child in children[:users[-1]] if isinstance(child, Reply)]
         self._last = replies[-1] if replies else None

@@ -17,7 +17,7 @@ from textual.containers import Horizontal, Vertical
 from textual.widget import Widget
 from textual.widgets import Label, Sparkline
 
-from deltamem_chat.memory_trace import MemoryTrace, grouped
+from deltamem_chat.memory_trace import MemoryTrace, TracePoint, grouped
 from deltamem_chat.text import one_line
 
 #: The most rows the heat strip takes; deeper models average neighbouring layers into a row.
@@ -192,6 +192,11 @@ class MemoryPanel(Vertical):
 
     def clear(self) -> None:
         self.trace.clear()
+        self._redraw()
+
+    def restore(self, points: list[TracePoint]) -> None:
+        """The turns a saved conversation had, in place of the ones shown."""
+        self.trace.points = list(points)
         self._redraw()
 
     def _redraw(self) -> None:
