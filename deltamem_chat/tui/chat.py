@@ -1,12 +1,14 @@
-"""The side-by-side chat: one message line, every lane answering each message together, sessions and an export.
+"""The side-by-side chat: one message line, every lane answering each message together.
 
-The frame (`LanesScreen`) shows the lanes, the meter and the streaming; the chat adds the message line and its
-history, the intro, saving, loading and exporting, the context policy and pausing the frozen lane.
+The frame (`LanesScreen`) shows the lanes, the meter and the streaming; `ChatCompare` copies, diffs and tallies the
+replies; `ChatFiles` keeps the conversation (folders, the library, the export). The chat on top adds the message line
+and its history, retry and edit, documents, the votes on the last turn, the context policy and pausing the frozen
+lane.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -15,31 +17,22 @@ from textual.binding import Binding
 from textual.widget import Widget
 
 from deltamem.context import ContextPolicy, PolicyError
-from deltamem.files import atomic_write_text
 from deltamem.runtime.contract import FROZEN, Engine, GenerationSettings, LaneDone, SessionIdentity, TurnDone
 from deltamem_chat.documents import DocumentError, read_document
 from deltamem_chat.library import SessionLibrary
-from deltamem_chat.memory_trace import TraceError, points_from_saved, points_to_saved
-from deltamem_chat.text import stamp
 from deltamem_chat.transcripts.reading import document_text
+from deltamem_chat.tui.chat_files import ChatFiles
 from deltamem_chat.tui.commands import CHAT_COMMANDS, PaletteEntry
-from deltamem_chat.tui.diff import word_diff
-from deltamem_chat.tui.export import conversation_markdown
-from deltamem_chat.tui.frame import Job, LanesScreen
+from deltamem_chat.tui.frame import Job
 from deltamem_chat.tui.messages import FeedItem
-from deltamem_chat.tui.screens import ConfirmDialog, PromptDialog, SessionsScreen
-from deltamem_chat.tui.votes import TurnVotes
+from deltamem_chat.tui.screens import PromptDialog
 from deltamem_chat.tui.widgets import ChatInput
 from deltamem_chat.tui.widgets.chat_input import placeholder
-from deltamem_chat.votes import VoteError, from_saved, to_saved
 
 #: Actions that read or change the engine: unavailable while a turn runs.
 ENGINE_ACTIONS = frozenset({"reset_memory", "new_conversation", "save_session", "load_session", "export",
                             "switch_policy", "toggle_frozen", "read_document", "regenerate", "edit_last", "vote",
                             "sessions"})
-
-#: The key of a saved session's `extra` that holds the memory panel's turns.
-MEMORY_PANEL = "memory_panel"
 
 #: Actions that need a last turn to act on.
 TURN_ACTIONS = frozenset({"regenerate", "edit_last", "vote"})
@@ -64,7 +57,7 @@ class DocumentJob(Job):
     size: str = ""
 
 
-class ChatScreen(LanesScreen[Job]):
+class ChatScreen(ChatFiles):
     """A frozen LLM and the same LLM with δ-mem, side by side, answering each message together."""
 
     TITLE = "deltamem-chat"
@@ -109,21 +102,13 @@ class ChatScreen(LanesScreen[Job]):
         after every turn (`autosave`) and the sessions screen (ctrl+l) lists and reopens what it holds.
         """
         # The policy first: the models' names are long, and a narrow status line ends in an ellipsis.
-        super().__init__(engine, {"policy": str(engine.policy)} | dict(title_info))
-        self.identity = identity
+        super().__init__(engine, {"policy": str(engine.policy)} | dict(title_info), identity=identity,
+                         library=library, intro=intro)
         self.settings = settings
-        self.intro = intro
         self.frozen_on = True
-        self._last_session: Path | None = None
         self._read_on_start = read
-        self.library = library
-        self.session_id: str | None = None   # the library session this conversation is autosaved as
-
         self.last_turn: LastTurn | None = None
         self._editing = False          # the box holds the last message, to be asked again instead of it
-        self.unsaved = False           # a turn since the last save, load or new conversation
-        self.diff_on = False
-        self.votes = TurnVotes(self.titles)
 
     def compose_controls(self) -> Iterator[Widget]:
         yield ChatInput(id="message")
@@ -284,31 +269,8 @@ class ChatScreen(LanesScreen[Job]):
 
     # ------------------------------------------------------------------------------------------ memory
     def _show_conversation(self) -> None:
-        """Redraw the panes and the meter from the engine (at start, after a load or a reset)."""
         self.last_turn, self._editing = None, False
-        turns = self._turn_number()
-        for name, pane in self.panes.items():
-            messages = self.engine.lane(name).messages
-            pane.clear()
-            if self.intro and not messages:
-                pane.add_note(self.intro)
-            replies = []
-            for message in messages:
-                if message["role"] == "user":
-                    pane.add_user(message["content"])
-                elif message["role"] == "assistant":
-                    pane.add_assistant(message["content"])
-                    replies.append(pane.latest)
-            if len(replies) == turns:   # in a lane that missed turns, a reply's number is not its turn's
-                for turn in sorted(turn for turn in self.votes.cast if turn <= turns):
-                    self.votes.mark(turn, [(pane, replies[turn - 1])])
-        status = self.status
-        for name in self.lane_names:
-            status.set_lane(name, None)
-        status.set_info("policy", str(self.engine.policy))
-        self._show_votes()
-        self.show_budget(self.engine_written(), 0, {})
-        self.memory_panel.clear()
+        super()._show_conversation()
 
     def action_reset_memory(self) -> None:
         self.engine.reset_memory()
@@ -333,207 +295,7 @@ class ChatScreen(LanesScreen[Job]):
     def action_quit(self) -> None:
         self._unless_unsaved("Quit", self.app.exit)
 
-    def _unless_unsaved(self, title: str, then: Callable[[], object]) -> None:
-        """Run `then` at once, or after a yes when the conversation has turns that were never saved."""
-        if not self.unsaved:
-            then()
-            return
-
-        def answered(yes: bool | None) -> None:
-            if yes:
-                then()
-
-        self.app.push_screen(ConfirmDialog(title, "This conversation has not been saved (ctrl+s saves it): drop "
-                                           "it?", yes="Drop it"), answered)
-
-    # ------------------------------------------------------------------------------------------ files
-    def _needs_identity(self) -> bool:
-        if self.identity is None:
-            self.notify("Sessions are unavailable: this chat was started without a model identity to check them "
-                        "against.", severity="warning")
-        return self.identity is None
-
-    def action_save_session(self) -> None:
-        if not self._needs_identity():
-            self.app.push_screen(PromptDialog("Save session", "Folder for the conversation and the memory:",
-                                              f"sessions/{stamp()}"), self._save)
-
-    def _save(self, folder: str | None) -> None:
-        if folder is None or self.identity is None:
-            return
-        try:
-            path = self.engine.save(Path(folder).expanduser(), self.identity, self._extra())
-        except Exception as exc:  # disk full, permissions, a file where the folder should be
-            self.report_error("Could not save the session", exc)
-            return
-        self._last_session, self.unsaved = path, False
-        self.notify(f"Saved to {path}", markup=False)
-
-    def action_load_session(self) -> None:
-        if not self._needs_identity():
-            default = str(self._last_session) if self._last_session else "sessions/"
-            self.app.push_screen(PromptDialog("Load session", "Session folder to load:", default), self._load)
-
-    def _load(self, folder: str | None) -> None:
-        if folder is None or self.identity is None:
-            return
-        before = self.engine.policy
-        try:
-            extra = self.engine.load(Path(folder).expanduser(), self.identity)
-        except Exception as exc:  # SessionError says which file and field; anything else is shown as it is
-            self.report_error("Could not load the session", exc)
-            return
-        self._last_session, self.unsaved = Path(folder), False
-        self.session_id = None
-        self._show_opened(extra)
-        self.notify(f"Loaded {folder}", markup=False)
-        if self.engine.policy != before:
-            self.notify(f"The session's context policy {self.engine.policy} replaces {before} (ctrl+w changes it).",
-                        title="Context policy changed", severity="warning", timeout=10)
-
-    # ------------------------------------------------------------------------------------------ library
-    def autosave(self) -> None:
-        """Save the conversation into the library after a turn (atomic: a crash loses at most the next turn)."""
-        if self.library is None or self.identity is None:
-            return
-        if not any(self.engine.lane(name).messages for name in self.lane_names):
-            return
-        try:
-            self.session_id = self.library.save(self.engine, self.identity, self.session_id,
-                                                extra=self._extra()).session_id
-            self.unsaved = False
-        except Exception as exc:  # a full disk, a folder that cannot be written: the chat goes on unsaved
-            self.report_error("Could not autosave the conversation", exc)
-
-    def action_sessions(self) -> None:
-        if self.library is None:
-            self.notify("The session library is off in this chat.", severity="warning")
-        elif not self._needs_identity():
-            self.app.push_screen(SessionsScreen(self.library, self.session_id), self._reopen)
-
-    def _reopen(self, session_id: str | None) -> None:
-        if session_id is None or self.library is None or self.identity is None or session_id == self.session_id:
-            return
-        try:
-            extra = self.library.open(session_id, self.engine, self.identity)
-        except Exception as exc:  # SessionError or LibraryError say which file and why
-            self.report_error("Could not reopen the session", exc)
-            return
-        self.session_id, self.unsaved = session_id, False
-        self._show_opened(extra)
-        self.notify("Reopened the session: its conversation and memory are back.")
-
-    def _extra(self) -> dict[str, object]:
-        """What a saved session keeps beyond the engine's state: the votes and the memory panel's turns."""
-        return {"votes": to_saved(self.votes.cast), MEMORY_PANEL: points_to_saved(self.memory_panel.trace.points)}
-
-    def _show_opened(self, extra: Mapping[str, object]) -> None:
-        """Show a session just loaded, with its votes and its memory panel's turns (a part that cannot be read is
-        left out, and said so)."""
-        self.votes.cast = {}
-        try:
-            self.votes.cast = from_saved(extra.get("votes"), self.votes.labels)
-        except VoteError as exc:
-            self.report_error("The session's votes were not read", exc)
-        self._show_conversation()
-        try:
-            points = points_from_saved(extra.get(MEMORY_PANEL))
-        except TraceError as exc:
-            self.report_error("The session's memory panel was not read", exc)
-            return
-        self.memory_panel.restore(points)
-        if points:   # the meter's diagnostics line too, as the last turn left it
-            self.show_budget(self.engine_written(), 0, points[-1].diagnostics)
-
-    def action_export(self) -> None:
-        self.app.push_screen(PromptDialog("Export conversation", "Markdown file for both lanes' messages:",
-                                          f"deltamem-chat-{stamp()}.md"), self._ask_overwrite)
-
-    def _ask_overwrite(self, file: str | None) -> None:
-        if file is None:
-            return
-        path = Path(file).expanduser()
-        if not path.exists():
-            self._export(path)
-            return
-
-        def answered(yes: bool | None) -> None:
-            if yes:
-                self._export(path)
-
-        self.app.push_screen(ConfirmDialog("Export conversation", f"{path} exists: replace it?", yes="Replace"),
-                             answered)
-
-    def _export(self, path: Path) -> None:
-        lanes = {name: self.engine.lane(name) for name in self.lane_names}
-        try:
-            atomic_write_text(path, conversation_markdown(lanes, self.titles, self.status.info,
-                                                          self.votes.labelled()))
-        except OSError as exc:  # SaveError: the folder cannot be made, the disk is full
-            self.report_error("Could not export", exc)
-            return
-        self.notify(f"Exported to {path}", markup=False)
-
-    # ------------------------------------------------------------------------------------------ copy
-    def _focused_lane(self) -> str:
-        """The lane whose pane holds the focus, else the meter's lane (the one with memory)."""
-        for name, pane in self.panes.items():
-            if pane.has_focus_within:
-                return name
-        return self.METER_LANE if self.METER_LANE in self.lane_names else self.lane_names[-1]
-
-    def _copy(self, text: str, what: str) -> None:
-        if not text:
-            self.notify(f"Nothing to copy: {what} is empty.", severity="warning")
-            return
-        self.app.copy_to_clipboard(text)  # OSC 52: the terminal puts it on the clipboard, also over ssh
-        self.notify(f"Copied {what} ({len(text):,} characters).")
-
-    def action_copy_reply(self) -> None:
-        lane = self._focused_lane()
-        self._copy(self.panes[lane].last_reply, f"the {self.titles[lane]} reply")
-
-    def action_copy_replies(self) -> None:
-        replies = [f"## {self.titles[name]}\n\n{pane.last_reply}" for name, pane in self.panes.items()
-                   if pane.last_reply]
-        self._copy("\n\n".join(replies), "the last replies")
-
-    def action_copy_conversation(self) -> None:
-        lanes = {name: self.engine.lane(name) for name in self.lane_names}
-        self._copy(conversation_markdown(lanes, self.titles, self.status.info, self.votes.labelled()),
-                   "the conversation")
-
-    # ------------------------------------------------------------------------------------------ compare
-    def action_toggle_raw(self) -> None:
-        raw = not next(iter(self.panes.values())).raw
-        for pane in self.panes.values():
-            pane.set_raw(raw)
-        self.notify("Replies as raw text." if raw else "Replies as Markdown.")
-
-    def action_toggle_diff(self) -> None:
-        self.diff_on = not self.diff_on
-        if self.diff_on:
-            self._mark_diff()
-        else:
-            for pane in self.panes.values():
-                pane.clear_marks()
-        self.notify("Diff on: the words one lane said and the other did not are marked." if self.diff_on
-                    else "Diff off.")
-
-    def _mark_diff(self) -> None:
-        """Mark, in each lane's latest reply, the words its neighbour's latest reply lacks."""
-        panes = self.panes
-        names = [name for name in self.lane_names if panes[name].last_reply]
-        for index, name in enumerate(names):
-            other = names[index - 1] if index else names[1] if len(names) > 1 else None
-            marks = word_diff(panes[name].last_reply, panes[other].last_reply)[0] if other else []
-            panes[name].mark_last(marks)
-
-    def _turn_number(self) -> int:
-        """How many turns the conversation has (the most replies any lane holds)."""
-        return max(sum(m["role"] == "assistant" for m in self.engine.lane(name).messages)
-                   for name in self.lane_names)
-
+    # ------------------------------------------------------------------------------------------ votes
     def action_vote(self) -> None:
         if self.last_turn is None:
             return
@@ -548,9 +310,6 @@ class ChatScreen(LanesScreen[Job]):
             self.notify(f"Turn {turn}: {self.votes.labels[choice]}.")
 
         self.votes.ask(self, turn, f"turn {turn}", voted)
-
-    def _show_votes(self) -> None:
-        self.status.set_note(self.votes.note())
 
     # ------------------------------------------------------------------------------------------ settings
     def action_switch_policy(self) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from deltamem.runtime.contract import LaneDone, TokenEvent, TurnDone
+from deltamem.runtime.contract import LaneDone, ReadProgress, TokenEvent, TurnDone
 from deltamem_chat.replay import StepRecord, StepStarted
 
 
@@ -50,7 +50,7 @@ class JobFailed:
 
 
 #: What a worker puts on the feed.
-Posted = TokenEvent | LaneDone | TurnDone | StepStarted | Stepped | Restarted | JobEnded | JobFailed
+Posted = TokenEvent | ReadProgress | LaneDone | TurnDone | StepStarted | Stepped | Restarted | JobEnded | JobFailed
 
 #: What the UI drains from it.
-FeedItem = TextDelta | LaneDone | TurnDone | StepStarted | Stepped | Restarted | JobEnded | JobFailed
+FeedItem = TextDelta | ReadProgress | LaneDone | TurnDone | StepStarted | Stepped | Restarted | JobEnded | JobFailed
