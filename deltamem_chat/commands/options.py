@@ -33,7 +33,7 @@ DtypeOpt = Annotated[str, typer.Option("--dtype", help="auto (bf16 on CUDA, floa
 QuantizeOpt = Annotated[str, typer.Option("--quantize", help="none, int8 or int4: the base model's weights quantized "
                                           "(torchao, weight-only) to run on a CPU in bfloat16, about 2x (int8) or "
                                           "3-4x (int4) less memory to read per token; δ-mem's own matrices are "
-                                          "not quantized. Needs torchao (pip install 'deltamem-chat[cpu]').")]
+                                          "not quantized. Needs torchao (pip install 'deltamem-chat\\[cpu]').")]
 AttnOpt = Annotated[str, typer.Option("--attn", help="auto (FlashAttention-2 if installed on CUDA, else SDPA), "
                                       "eager, sdpa or flash_attention_2.")]
 PolicyOpt = Annotated[str | None, typer.Option("--context", "-c", help="Context policy: `full` (whole history "
