@@ -35,7 +35,7 @@ from deltamem_chat.commands.options import (
     batching_mode,
     fail,
     lanes_named,
-    load_or_exit,
+    loader_for,
     policy_for,
     remote_or_exit,
     resolve_or_exit,
@@ -106,11 +106,11 @@ def chat(
     models = resolve_or_exit(adapter, base)
     policy = policy_for(context, models.context)
     retrieved = retrieval_from(retrieval, models)
-    loaded = load_or_exit(models, device, dtype, attn, quantize)
     from deltamem_chat.tui import run_chat
 
     intro = models.alias.intro_for(policy) if models.alias is not None else None
-    raise typer.Exit(run_chat(loaded, policy, settings, batched, intro, read, lanes=names, retrieval=retrieved))
+    raise typer.Exit(run_chat(loader_for(models, device, dtype, attn, quantize), policy, settings, batched, intro,
+                              read, lanes=names, retrieval=retrieved, label=models.label))
 
 
 bench.register(app)

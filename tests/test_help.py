@@ -98,3 +98,10 @@ def test_bench_values_go_on_as_the_bench_command_line(monkeypatch: pytest.Monkey
     assert seen == [["--shape", "tiny", "--repeats", "2", "--json", "out.json"]]
     refused = CliRunner().invoke(app, ["bench", "--repeats", "0"])
     assert refused.exit_code == 2 and "greater than or equal to 1" in refused.output
+
+
+def test_an_error_sentence_keeps_its_brackets(capsys: pytest.CaptureFixture) -> None:
+    from deltamem_chat.commands.options import fail
+
+    fail("FlashAttention-2 was asked for but flash-attn is not installed: pip install 'deltamem-chat[gpu]'")
+    assert "pip install 'deltamem-chat[gpu]'" in capsys.readouterr().err

@@ -137,7 +137,8 @@ def test_no_adapter_offline_opens_the_demo_and_names_the_command(monkeypatch, tm
 
     _offline_with_an_empty_cache(monkeypatch, tmp_path)
     opened: list[str] = []
-    monkeypatch.setattr(tui, "run_chat", lambda loaded, *args, **kwargs: opened.append(loaded.adapter) or 0)
+    steps: list[object] = []
+    monkeypatch.setattr(tui, "run_chat", lambda load, *args, **kwargs: opened.append(load(steps.append).adapter) or 0)
     result = CliRunner().invoke(app, ["--device", "cpu"])
     assert result.exit_code == 0, result.output
     assert opened == ["deltamem demo adapter"]
