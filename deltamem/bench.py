@@ -16,15 +16,12 @@ import torch
 
 from deltamem.benchmarks import lanes, peak, report, scans
 from deltamem.benchmarks.common import Settings, build_models
+from deltamem.benchmarks.options import DESCRIPTION, DTYPE_NAMES, add_to
 from deltamem.files import atomic_write_text
-from deltamem.quantization import MODES as QUANTIZATIONS
 from deltamem.quantization import QuantizationError, check_runtime
-from deltamem.shapes import SHAPES, describe, label
+from deltamem.shapes import describe, label
 
-MODES = ("prefill", "decode", "memory", "ab", "scan")
-ATTENTIONS = ("sdpa", "eager", "flash_attention_2")
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-DEFAULT_SCAN_LENS = "512,1024,2048,4096,8192"
+DTYPES = {name: getattr(torch, name) for name in DTYPE_NAMES}
 
 
 class UsageError(Exception):
@@ -36,99 +33,10 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(message)
 
 
-def _int_list(text: str) -> list[int]:
-    try:
-        values = [int(part) for part in text.split(",") if part.strip()]
-    except ValueError:
-        values = []
-    if not values or min(values) < 1:
-        raise argparse.ArgumentTypeError(f"expected comma-separated positive integers such as 512,4096, got {text!r}")
-    return values
-
-
-def _count(minimum: int):
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            value = minimum - 1
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"expected an integer of at least {minimum}, got {text!r}")
-        return value
-    return parse
-
-
-def _quantizations(text: str) -> list[str]:
-    chosen = [m.strip() for m in text.split(",") if m.strip()]
-    unknown = [m for m in chosen if m not in QUANTIZATIONS]
-    if unknown or not chosen or len(set(chosen)) != len(chosen):
-        raise argparse.ArgumentTypeError(f"expected some of {','.join(QUANTIZATIONS)} (each once), got {text!r}")
-    return chosen
-
-
-def _modes(text: str) -> list[str]:
-    modes = [m.strip() for m in text.split(",") if m.strip()]
-    unknown = [m for m in modes if m not in MODES]
-    if unknown or not modes:
-        raise argparse.ArgumentTypeError(f"unknown mode {unknown[0] if unknown else text!r}; "
-                                         f"choose from {','.join(MODES)}")
-    return [m for m in MODES if m in modes]
-
-
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(
-        prog="python -m deltamem.bench",
-        description="Measure what δ-mem costs next to the frozen backbone (random weights, no download). Every "
-                    "ratio in the summary is computed within this one run.",
-    )
-    parser.add_argument("--shape", choices=sorted(SHAPES), default="cpu-bench",
-                        help="backbone shape with random weights (default: cpu-bench, 8 layers of hidden 512)")
-    parser.add_argument("--layers", type=_count(1), metavar="N",
-                        help="decoder layers of the shape (default: the shape's own): a real width with a few "
-                             "layers measures the real model's per-layer cost on a small machine; the report states "
-                             "the shape used")
-    parser.add_argument("--vocab", type=_count(2), metavar="N",
-                        help="vocabulary size of the shape (default: the shape's own); the output head is read "
-                             "whole per decoded token, so it weighs in the decode figures")
-    parser.add_argument("--quantize", type=_quantizations, default=["none"], metavar="Q,Q",
-                        help="weight-only quantization of the backbone, comma-separated from none, int8, int4 "
-                             "(torchao, CPU, bfloat16): each is its own copy of the same random model, its lanes "
-                             "interleaved with the others'; ratios between the lanes use the first (default: none)")
-    parser.add_argument("--prompt-lens", type=_int_list, default=[512, 4096], metavar="N,N",
-                        help="prompt lengths in tokens for prefill, decode, memory and ab (default: 512,4096); the "
-                             "summary uses the largest")
-    parser.add_argument("--decode-len", type=_count(1), default=64, metavar="N",
-                        help="tokens fed one at a time through the KV cache after the prompt (default: 64)")
-    parser.add_argument("--message-len", type=_count(1), default=32, metavar="N",
-                        help="tokens of the new message in the A/B follow-up turn, which finds the prompt already in "
-                             "the cache and memory (default: 32)")
-    parser.add_argument("--scan-lens", type=_int_list, default=_int_list(DEFAULT_SCAN_LENS), metavar="N,N",
-                        help=f"sequence lengths for the scan mode (default: {DEFAULT_SCAN_LENS}); the summary uses "
-                             "4096, or the largest when 4096 is not among them")
-    parser.add_argument("--device", default="auto",
-                        help="auto (cuda when available, else cpu), cpu, cuda or cuda:N (default: auto)")
-    parser.add_argument("--dtype", choices=("auto", *DTYPES), default="auto",
-                        help="model dtype: auto is bfloat16 on cuda and float32 on cpu (bfloat16 there too with "
-                             "--quantize); the memory state is always float32 (default: auto)")
-    parser.add_argument("--attn", choices=ATTENTIONS, default="sdpa",
-                        help="attention implementation of the backbone (default: sdpa)")
-    parser.add_argument("--repeats", type=_count(1), default=3, metavar="N",
-                        help="timed runs per measurement; the report shows medians (default: 3)")
-    parser.add_argument("--warmup", type=_count(0), default=1, metavar="N",
-                        help="untimed runs before the timed ones (default: 1)")
-    parser.add_argument("--modes", type=_modes, default=list(MODES), metavar="M,M",
-                        help="what to measure, comma-separated, from: prefill (prefill time per lane), decode (time "
-                             "per decoded token per lane), memory (peak memory per lane; on CPU one fresh process "
-                             "per lane), ab (an A/B first turn and follow-up turn, batched vs sequential vs single "
-                             "lane), scan (the three scan forms) (default: all)")
-    parser.add_argument("--threads", type=_count(1), metavar="N",
-                        help="torch CPU threads (default: torch's choice, one per core); on a machine that other "
-                             "work keeps busy, 1 avoids every parallel kernel waiting for a descheduled thread")
-    parser.add_argument("--seed", type=_count(0), default=0, metavar="N",
-                        help="seed of the random weights and tokens (default: 0)")
-    parser.add_argument("--json", metavar="FILE", help="also write records, machine and summary as JSON to FILE")
-    parser.add_argument("--markdown", metavar="FILE", help="also write the Markdown report to FILE")
-    parser.add_argument("--_child", choices=("frozen", "delta"), help=argparse.SUPPRESS)
+    """The parser of `python -m deltamem.bench`, from the option table that `deltamem-chat bench` reads too."""
+    parser = _Parser(prog="python -m deltamem.bench", description=DESCRIPTION)
+    add_to(parser)
     return parser
 
 

@@ -7,6 +7,7 @@ Every failure (offline, a missing or gated repo) is a `LoadError` sentence that 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 
 class LoadError(RuntimeError):
@@ -26,8 +27,9 @@ ADAPTER_FILES = ["delta_mem_config.json", "delta_mem_adapter.pt", "delta_mem_ada
 MODEL_FILES = ["*.json", "*.safetensors", "tokenizer*", "*.txt", "*.model", "*.jinja"]
 
 
-def resolve(spec: str, what: str, files: list[str]) -> Path:
-    """A local folder as is; a hub id downloaded (or found in the cache) with a progress bar."""
+def resolve(spec: str, what: str, files: list[str], bar: Any = None) -> Path:
+    """A local folder as is; a hub id downloaded (or found in the cache) with a progress bar (`bar`: the tqdm
+    class to draw it with, the hub's own by default)."""
     path = Path(spec).expanduser()
     if path.exists():
         if not path.is_dir():
@@ -38,10 +40,10 @@ def resolve(spec: str, what: str, files: list[str]) -> Path:
     if path.parent.is_dir() and path.parent != Path("."):
         # `myadapters/typo` where `myadapters` is a folder here: a mistyped path, not a hub id.
         raise LoadError(f"{what} {spec}: no such folder (the folder {path.parent} has no {path.name!r} in it)")
-    return download(spec, what, files)
+    return download(spec, what, files, bar)
 
 
-def download(repo: str, what: str, files: list[str]) -> Path:
+def download(repo: str, what: str, files: list[str], bar: Any = None) -> Path:
     """Fetch `repo` into the hub cache (or find it there when offline), translating every failure."""
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import (
@@ -52,7 +54,7 @@ def download(repo: str, what: str, files: list[str]) -> Path:
     )
 
     try:
-        return Path(snapshot_download(repo, allow_patterns=files))
+        return Path(snapshot_download(repo, allow_patterns=files, tqdm_class=bar))
     except GatedRepoError:
         raise LoadError(f"{what} {repo} is gated: accept its licence on its hub page, then log in with "
                         "`hf auth login`") from None

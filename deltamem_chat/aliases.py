@@ -70,6 +70,11 @@ class Models:
         """The context the alias suggests, if the adapter was an alias."""
         return self.alias.context if self.alias is not None else None
 
+    @property
+    def label(self) -> str:
+        """What loads, as the user named it: the alias, else the adapter."""
+        return self.alias.name if self.alias is not None else self.adapter
+
 
 #: What the chat and the replay open with when no `--adapter` is given: the released model where it is here.
 RELEASED = "qwen3-4b"

@@ -12,7 +12,8 @@ from typing import Annotated
 import typer
 
 from deltamem_chat import __version__
-from deltamem_chat.commands import demo, evaluate, importing, models, replay, score, serve, train
+from deltamem_chat.commands import bench, demo, evaluate, importing, models, replay, score, serve, train
+from deltamem_chat.commands.help_style import CommandLine
 from deltamem_chat.commands.options import (
     ApiKeyOpt,
     AttnOpt,
@@ -34,7 +35,7 @@ from deltamem_chat.commands.options import (
     batching_mode,
     fail,
     lanes_named,
-    load_or_exit,
+    loader_for,
     policy_for,
     remote_or_exit,
     resolve_or_exit,
@@ -42,7 +43,7 @@ from deltamem_chat.commands.options import (
     settings_from,
 )
 
-app = typer.Typer(
+app = CommandLine(
     name="deltamem-chat",
     help="See what δ-mem remembers: a frozen LLM and the same LLM with δ-mem, side by side.",
     add_completion=False,
@@ -105,21 +106,14 @@ def chat(
     models = resolve_or_exit(adapter, base)
     policy = policy_for(context, models.context)
     retrieved = retrieval_from(retrieval, models)
-    loaded = load_or_exit(models, device, dtype, attn, quantize)
     from deltamem_chat.tui import run_chat
 
     intro = models.alias.intro_for(policy) if models.alias is not None else None
-    raise typer.Exit(run_chat(loaded, policy, settings, batched, intro, read, lanes=names, retrieval=retrieved))
+    raise typer.Exit(run_chat(loader_for(models, device, dtype, attn, quantize), policy, settings, batched, intro,
+                              read, lanes=names, retrieval=retrieved, label=models.label))
 
 
-@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True, "help_option_names": []})
-def bench(ctx: typer.Context) -> None:
-    """Measure δ-mem's cost against the frozen model (options: `deltamem-chat bench --help`)."""
-    from deltamem.bench import main as bench_main
-
-    raise typer.Exit(bench_main(list(ctx.args)))
-
-
+bench.register(app)
 importing.register(app)
 models.register(app)
 replay.register(app)

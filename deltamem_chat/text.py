@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from rich.text import Text
+
 
 def one_line(text: str, limit: int) -> str:
     """Whitespace collapsed, cut at `limit` characters with an ellipsis."""
@@ -14,3 +16,8 @@ def one_line(text: str, limit: int) -> str:
 def stamp(when: datetime | None = None) -> str:
     """A timestamp for default file names: `20250131-235959`."""
     return f"{when or datetime.now():%Y%m%d-%H%M%S}"
+
+
+def error_line(message: str) -> Text:
+    """`error: <message>` for the terminal, the message as it is (never read as markup: `deltamem-chat[gpu]`)."""
+    return Text.assemble(("error:", "bold red"), " ", message)

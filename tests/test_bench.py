@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from deltamem.bench import MODES, main
+from deltamem.bench import main
+from deltamem.benchmarks.options import MODES
 from deltamem_chat.cli import app
 
 SUMMARY = {"delta_over_frozen_prefill_time", "delta_over_frozen_decode_time", "delta_over_frozen_peak_memory",

@@ -137,7 +137,8 @@ def test_no_adapter_offline_opens_the_demo_and_names_the_command(monkeypatch, tm
 
     _offline_with_an_empty_cache(monkeypatch, tmp_path)
     opened: list[str] = []
-    monkeypatch.setattr(tui, "run_chat", lambda loaded, *args, **kwargs: opened.append(loaded.adapter) or 0)
+    steps: list[object] = []
+    monkeypatch.setattr(tui, "run_chat", lambda load, *args, **kwargs: opened.append(load(steps.append).adapter) or 0)
     result = CliRunner().invoke(app, ["--device", "cpu"])
     assert result.exit_code == 0, result.output
     assert opened == ["deltamem demo adapter"]
@@ -149,9 +150,18 @@ def test_an_alias_offline_names_its_download_command(monkeypatch, tmp_path: Path
     from typer.testing import CliRunner
 
     from deltamem_chat.cli import app
+    from deltamem_chat.tui import DeltaMemApp, LoadingScreen
 
     _offline_with_an_empty_cache(monkeypatch, tmp_path)
-    result = CliRunner().invoke(app, ["--adapter", "qwen3-4b", "--device", "cpu"])
+    started: list[DeltaMemApp] = []
+    monkeypatch.setattr(DeltaMemApp, "run", lambda app: started.append(app))
+    CliRunner().invoke(app, ["--adapter", "qwen3-4b", "--device", "cpu"])
+    loading = started[0].first
+    assert isinstance(loading, LoadingScreen)
+    with pytest.raises(LoadError, match="`deltamem-chat download qwen3-4b`"):   # the sentence the screen shows
+        loading.prepare(lambda step: None)
+    fixture = Path(__file__).parent / "fixtures" / "replay_small.jsonl"
+    result = CliRunner().invoke(app, ["replay", str(fixture), "--headless", "--adapter", "qwen3-4b", "--device", "cpu"])
     assert result.exit_code == 2 and "`deltamem-chat download qwen3-4b`" in result.output
     again = CliRunner().invoke(app, ["download", "qwen3-4b"])
     assert again.exit_code == 2 and "hub cannot be reached from here" in again.output

@@ -210,7 +210,8 @@ def test_chat_command_opens_the_tui_on_the_loaded_model(tiny_model_dirs, monkeyp
 
     seen = {}
 
-    def fake_run_chat(loaded, policy, settings, batched, intro, read, *, lanes, retrieval):
+    def fake_run_chat(load, policy, settings, batched, intro, read, *, lanes, retrieval, label):
+        loaded = load(lambda step: None)
         seen.update(base=loaded.base, policy=str(policy), batched=batched, tokens=settings.max_new_tokens,
                     intro=intro, lanes=lanes, retrieval=str(retrieval))
         return 0

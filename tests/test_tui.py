@@ -30,7 +30,7 @@ from deltamem.runtime.contract import (
 from deltamem.runtime.engine import ABEngine
 from deltamem.runtime.loading import LoadedModel, choose_runtime
 from deltamem.testing import byte_chatml_tokenizer, random_backbone, randomize_adapter
-from deltamem_chat.tui import ChatScreen, DeltaMemApp, Job, LanesScreen, panes_intro, run_chat
+from deltamem_chat.tui import ChatScreen, DeltaMemApp, Job, LanesScreen, LoadingScreen, panes_intro, run_chat
 from deltamem_chat.tui.export import conversation_markdown
 from deltamem_chat.tui.feed import Feed
 from deltamem_chat.tui.messages import JobEnded, TextDelta
@@ -316,14 +316,22 @@ def test_panes_follow_the_stream_only_while_at_the_bottom() -> None:
     run(app, scenario)
 
 
+def _opened_chat(monkeypatch: pytest.MonkeyPatch, loaded: LoadedModel, **options: Any) -> tuple[DeltaMemApp, Any]:
+    """The app `run_chat` starts (not run) and the view its loading screen makes once `loaded` is loaded."""
+    started: list[DeltaMemApp] = []
+    monkeypatch.setattr(DeltaMemApp, "run", lambda app: started.append(app))
+    assert run_chat(lambda progress: loaded, **options) == 0
+    loading = started[0].first
+    assert isinstance(loading, LoadingScreen) and started[0].main is None, "the app opens before the model loads"
+    return started[0], loading.prepare(lambda step: None).view()
+
+
 def test_run_chat_builds_the_engine_and_the_app(monkeypatch: pytest.MonkeyPatch) -> None:
     engine = tiny_engine()
     loaded = LoadedModel(engine.model, engine.tokenizer, "base/x", "adapter/y", choose_runtime("cpu"))
-    started: list[DeltaMemApp] = []
-    monkeypatch.setattr(DeltaMemApp, "run", lambda app: started.append(app))
-    assert run_chat(loaded, ContextPolicy(256), GenerationSettings(max_new_tokens=3), batched=False) == 0
-    chat = started[0].main
-    assert isinstance(chat, ChatScreen) and started[0].title == "deltamem-chat"
+    app, chat = _opened_chat(monkeypatch, loaded, policy=ContextPolicy(256),
+                             settings=GenerationSettings(max_new_tokens=3), batched=False)
+    assert isinstance(chat, ChatScreen) and app.title == "deltamem-chat"
     assert chat.engine.policy == ContextPolicy(256) and not chat.engine.batched
     assert chat.identity == SessionIdentity("base/x", "adapter/y") and chat.settings.max_new_tokens == 3
     assert chat.info == {"models": "base/x + adapter/y", "device": "cpu · float32 · sdpa", "policy": "window:256"}
@@ -333,11 +341,10 @@ def test_run_chat_builds_the_engine_and_the_app(monkeypatch: pytest.MonkeyPatch)
 def test_run_chat_passes_the_intro_to_the_app(monkeypatch: pytest.MonkeyPatch) -> None:
     engine = tiny_engine()
     loaded = LoadedModel(engine.model, engine.tokenizer, "toy base", "toy adapter", choose_runtime("cpu"))
-    started: list[DeltaMemApp] = []
-    monkeypatch.setattr(DeltaMemApp, "run", lambda app: started.append(app))
-    run_chat(loaded, ContextPolicy(48), GenerationSettings(max_new_tokens=3), intro="only δ-mem remembers")
-    assert isinstance(started[0].main, ChatScreen)
-    assert started[0].main.intro == panes_intro(LANE_NAMES) + "\n\nonly δ-mem remembers"
+    _, chat = _opened_chat(monkeypatch, loaded, policy=ContextPolicy(48),
+                           settings=GenerationSettings(max_new_tokens=3), intro="only δ-mem remembers")
+    assert isinstance(chat, ChatScreen)
+    assert chat.intro == panes_intro(LANE_NAMES) + "\n\nonly δ-mem remembers"
 
 
 def test_feed_joins_token_runs_per_lane_in_order() -> None:

@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 from deltamem.runtime.contract import GenerationSettings, SessionIdentity
 from deltamem_chat.replay import ReplayRunner
 from deltamem_chat.transcripts import load_transcript
-from deltamem_chat.tui import DeltaMemApp, ReplayScreen, run_replay
+from deltamem_chat.tui import DeltaMemApp, LoadingScreen, ReplayScreen, run_replay
 from deltamem_chat.tui.replay import SummaryScreen
 from deltamem_chat.tui.screens import ChoiceDialog
 from tests.conftest import make_engine
@@ -366,7 +366,9 @@ def test_the_replay_command_opens_the_screen(tiny_model_dirs: tuple[Path, Path],
     result = CliRunner().invoke(cli, ["replay", str(SMALL), "--ab", "--adapter", str(adapter), "--base", str(base),
                                       "--device", "cpu", "--report", str(tmp_path / "r.json")])
     assert result.exit_code == 0, result.output
-    replay = started[0].main
+    loading = started[0].first
+    assert isinstance(loading, LoadingScreen) and started[0].main is None, "the app opens before the model loads"
+    replay = loading.prepare(lambda step: None).view()
     assert isinstance(replay, ReplayScreen) and started[0].title == "deltamem-chat replay"
     assert replay.lanes == ["frozen", "delta"] and replay.report_path == tmp_path / "r.json"
     assert replay.runner.engine.policy.tokens == 120 and replay.info["models"] == "base + adapter"

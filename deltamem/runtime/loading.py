@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import warnings
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,7 @@ from deltamem.model import DeltaMemError, DeltaMemModel
 from deltamem.quantization import MODES as QUANTIZATIONS
 from deltamem.quantization import QuantizationError, quantize_backbone
 from deltamem.quantization import check_runtime as check_quantization
+from deltamem.runtime.progress import LoadStep, Progress, reported_bar, transformers_bars
 
 
 @dataclass(frozen=True)
@@ -161,31 +163,51 @@ class LoadedModel:
     notes: tuple[str, ...] = field(default=())
 
 
-def load_base(base: str, choice: RuntimeChoice) -> tuple[Any, nn.Module]:
-    """A base model (folder or hub id) and its tokenizer on the chosen device, after checking that it fits."""
-    folder = resolve(base, "base model", MODEL_FILES)
+def _say(progress: Progress | None, step: LoadStep) -> LoadStep:
+    if progress is not None:
+        progress(step)
+    return step
+
+
+def _resolve(spec: str, what: str, files: list[str], progress: Progress | None) -> Path:
+    """`resolve` with its download (when there is one) reported as a step."""
+    step = _say(progress, LoadStep(f"finding the {what}", spec))
+    return resolve(spec, what, files, reported_bar(progress, step) if progress else None)
+
+
+def load_base(base: str, choice: RuntimeChoice, progress: Progress | None = None) -> tuple[Any, nn.Module]:
+    """A base model (folder or hub id) and its tokenizer on the chosen device, after checking that it fits;
+    `progress` hears each step (and transformers' weight count) instead of a bar on the terminal."""
+    folder = _resolve(base, "base model", MODEL_FILES, progress)
     check_fits(folder, choice)
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     try:
+        _say(progress, LoadStep("reading the tokenizer", str(folder)))
         tokenizer = AutoTokenizer.from_pretrained(folder)
-        backbone = AutoModelForCausalLM.from_pretrained(folder, dtype=choice.dtype, attn_implementation=choice.attn)
+        weights = _say(progress, LoadStep("loading the weights", str(folder)))
+        with transformers_bars(progress, weights) if progress else nullcontext():
+            backbone = AutoModelForCausalLM.from_pretrained(folder, dtype=choice.dtype,
+                                                            attn_implementation=choice.attn)
     except Exception as exc:  # noqa: BLE001 - a damaged file fails in transformers, tokenizers or safetensors, any way
         first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else "a damaged or truncated file"
         raise LoadError(f"base model {base} could not be loaded ({first})") from None
+    _say(progress, LoadStep(f"moving the weights to {choice.device}"))
     return tokenizer, backbone.to(choice.device).eval()
 
 
 def load(adapter: str, base: str, *, device: str | None = None, dtype: str | None = None, attn: str | None = None,
-         names: tuple[str, str] | None = None, quantize: str | None = None) -> LoadedModel:
+         names: tuple[str, str] | None = None, quantize: str | None = None,
+         progress: Progress | None = None) -> LoadedModel:
     """Load a base model and a δ-mem adapter (folders or hub ids); `names` are recorded instead of them.
 
     `quantize` (int8, int4) quantizes the backbone's weights once the adapter is attached (see
-    `deltamem.quantization`); δ-mem's own matrices are not quantized.
+    `deltamem.quantization`); δ-mem's own matrices are not quantized. `progress` hears each step.
     """
     choice = choose_runtime(device, dtype, attn, quantize)
-    adapter_dir = resolve(adapter, "adapter", ADAPTER_FILES)
-    tokenizer, backbone = load_base(base, choice)
+    adapter_dir = _resolve(adapter, "adapter", ADAPTER_FILES, progress)
+    tokenizer, backbone = load_base(base, choice, progress)
+    _say(progress, LoadStep("attaching the δ-mem adapter", str(adapter_dir)))
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("ignore", OffTrainedDefaultsWarning)
@@ -193,6 +215,8 @@ def load(adapter: str, base: str, *, device: str | None = None, dtype: str | Non
             model = attach_adapter(backbone, adapter_dir)
     except (AdapterError, ConfigError, DeltaMemError) as exc:
         raise LoadError(f"adapter {adapter}: {exc}") from None
+    if choice.quantize != "none":
+        _say(progress, LoadStep(f"quantizing the weights to {choice.quantize}"))
     try:
         quantize_backbone(model, choice.quantize)
     except QuantizationError as exc:

@@ -5,6 +5,8 @@ Nothing here imports torch: every command's `--help` (and the commands that need
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import partial
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -14,9 +16,11 @@ from deltamem.context import ContextPolicy, PolicyError
 from deltamem.retrieval import RetrievalError, RetrievalSettings
 from deltamem.runtime.contract import ALL_LANES, LANE_NAMES, GenerationSettings, SessionIdentity, parse_lanes
 from deltamem_chat.aliases import AliasError, Models, default_adapter, resolve_models
+from deltamem_chat.text import error_line
 
 if TYPE_CHECKING:
     from deltamem.runtime.loading import LoadedModel
+    from deltamem.runtime.progress import Progress
     from deltamem_chat.remote.engine import RemoteEngine
     from deltamem_chat.scoring import ScoringProtocol
 
@@ -33,7 +37,7 @@ DtypeOpt = Annotated[str, typer.Option("--dtype", help="auto (bf16 on CUDA, floa
 QuantizeOpt = Annotated[str, typer.Option("--quantize", help="none, int8 or int4: the base model's weights quantized "
                                           "(torchao, weight-only) to run on a CPU in bfloat16, about 2x (int8) or "
                                           "3-4x (int4) less memory to read per token; δ-mem's own matrices are "
-                                          "not quantized. Needs torchao (pip install 'deltamem-chat[cpu]').")]
+                                          "not quantized. Needs torchao (pip install 'deltamem-chat\\[cpu]').")]
 AttnOpt = Annotated[str, typer.Option("--attn", help="auto (FlashAttention-2 if installed on CUDA, else SDPA), "
                                       "eager, sdpa or flash_attention_2.")]
 PolicyOpt = Annotated[str | None, typer.Option("--context", "-c", help="Context policy: `full` (whole history "
@@ -75,7 +79,7 @@ err = Console(stderr=True)
 
 def fail(message: str, code: int = 2) -> typer.Exit:
     """Print one sentence to stderr and return the exit to raise."""
-    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    err.print(error_line(message), soft_wrap=True)
     return typer.Exit(code)
 
 
@@ -166,25 +170,42 @@ def remote_or_exit(url: str, api_key: str | None, policy: ContextPolicy | None
         raise fail(str(exc)) from None
 
 
-def load_or_exit(models: Models, device: str, dtype: str, attn: str, quantize: str = "none") -> LoadedModel:
-    """Load the model, or print why not and exit non-zero."""
-    from transformers.utils import logging as transformers_logging
+def load_model(models: Models, device: str, dtype: str, attn: str, quantize: str = "none",
+               progress: Progress | None = None) -> LoadedModel:
+    """Load the model (`progress` hears each step), or raise a `LoadError` whose message is the sentence for the
+    user: an alias that is not downloaded names its own download command."""
+    from deltamem.hub import LoadError, OfflineError
+    from deltamem.runtime.loading import load
 
-    from deltamem.hub import OfflineError
-    from deltamem.runtime.loading import LoadError, load
-
-    # transformers' own "Loading weights" bar would stay in the terminal above the screen; the spinner says it.
-    transformers_logging.disable_progress_bar()
     try:
-        with err.status(f"loading {models.alias.name if models.alias else models.adapter} …"):
-            loaded = load(models.adapter, models.base, device=device, dtype=dtype, attn=attn, names=models.names,
-                          quantize=quantize)
+        return load(models.adapter, models.base, device=device, dtype=dtype, attn=attn, names=models.names,
+                    quantize=quantize, progress=progress)
     except OfflineError as exc:
         if models.alias is None:
-            raise fail(str(exc)) from None
-        raise fail(f"{exc.what} {exc.repo} of {models.alias.name} is not downloaded and the hub cannot be reached: "
-                   f"run `deltamem-chat download {models.alias.name}` where there is a network, or "
-                   f"`deltamem-chat --adapter demo` for the offline demo") from None
+            raise
+        raise LoadError(f"{exc.what} {exc.repo} of {models.alias.name} is not downloaded and the hub cannot be "
+                        f"reached: run `deltamem-chat download {models.alias.name}` where there is a network, or "
+                        f"`deltamem-chat --adapter demo` for the offline demo") from None
+
+
+def loader_for(models: Models, device: str, dtype: str, attn: str, quantize: str = "none"
+               ) -> Callable[[Progress], LoadedModel]:
+    """What the app runs on its loading screen: `load_model` with these options, given the screen's progress."""
+    return partial(load_model, models, device, dtype, attn, quantize)
+
+
+def load_or_exit(models: Models, device: str, dtype: str, attn: str, quantize: str = "none") -> LoadedModel:
+    """Load the model under a console spinner (the commands without a screen), or print why not and exit
+    non-zero."""
+    from transformers.utils import logging as transformers_logging
+
+    from deltamem.hub import LoadError
+
+    # transformers' own "Loading weights" bar would stay in the terminal; the spinner says it.
+    transformers_logging.disable_progress_bar()
+    try:
+        with err.status(f"loading {models.label} …"):
+            loaded = load_model(models, device, dtype, attn, quantize)
     except LoadError as exc:
         raise fail(str(exc)) from None
     for note in loaded.notes:

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
 from rich.console import Console
@@ -35,6 +36,7 @@ from deltamem_chat.commands.options import (
     dates_on,
     fail,
     lanes_named,
+    load_model,
     load_or_exit,
     policy_for,
     protocol_named,
@@ -48,6 +50,8 @@ from deltamem_chat.transcripts import Transcript, TranscriptError, load_transcri
 
 if TYPE_CHECKING:
     from deltamem.runtime.loading import LoadedModel
+    from deltamem.runtime.progress import Progress
+    from deltamem_chat.replay import ReplayRunner
 
 
 def runtime_of(loaded: LoadedModel) -> dict[str, str]:
@@ -129,7 +133,17 @@ def register(app: typer.Typer) -> None:
         with_dates = dates_on(dates)
         scoring = protocol_named(protocol)
         settings = settings_from(max_new_tokens, temperature, top_p, top_k, seed)
-        engine: Engine
+        from deltamem_chat.replay import ReplayRunner
+
+        def parts(engine: Engine, runtime: dict[str, str], policy: ContextPolicy,
+                  retrieved: RetrievalSettings) -> tuple[ReplayRunner, dict]:
+            """The runner and its report's config, on an engine."""
+            runner = ReplayRunner(engine, transcript, settings=settings, regenerate=regenerate, lanes=list(names),
+                                  dates=with_dates, protocol=scoring)
+            return runner, replay_config(transcript, runtime, policy, settings, batched=batched,
+                                         regenerate=regenerate, lanes=names, retrieval=retrieved, dates=with_dates,
+                                         protocol=scoring.name)
+
         if server is not None:
             policy = policy_for(context, transcript.meta.context)
             engine, identity = remote_or_exit(server, api_key, policy)
@@ -137,31 +151,48 @@ def register(app: typer.Typer) -> None:
             if missing:
                 raise fail(f"--lanes: the server runs {', '.join(engine.lane_names)}, not {', '.join(missing)}")
             runtime = {**identity.to_dict(), "device": f"server {server}", "dtype": "", "attn": ""}
-        else:
-            models = resolve_or_exit(adapter, base)
-            policy = policy_for(context, transcript.meta.context, models.context)
-            retrieved = retrieval_from(retrieval, models)
-            loaded = load_or_exit(models, device, dtype, attn, quantize)
-            from deltamem.runtime.engine import ABEngine
+            runner, config = parts(engine, runtime, policy, retrieved)
+            if headless:
+                _headless(runner, config, report, markdown)
+            from deltamem_chat.tui import run_replay
 
-            engine = ABEngine(loaded.model, loaded.tokenizer, policy=policy, batched=batched, lanes=names,
-                              retrieval=retrieved)
-            identity, runtime = SessionIdentity(loaded.base, loaded.adapter), runtime_of(loaded)
-        from deltamem_chat.replay import ReplayRunner, run_headless
-
-        runner = ReplayRunner(engine, transcript, settings=settings, regenerate=regenerate, lanes=list(names),
-                              dates=with_dates, protocol=scoring)
-        config = replay_config(transcript, runtime, policy, settings, batched=batched, regenerate=regenerate,
-                               lanes=names, retrieval=retrieved, dates=with_dates, protocol=scoring.name)
+            raise typer.Exit(run_replay(runner, config, identity=identity, report_path=report,
+                                        markdown_path=markdown))
+        models = resolve_or_exit(adapter, base)
+        policy = policy_for(context, transcript.meta.context, models.context)
+        retrieved = retrieval_from(retrieval, models)
         if headless:
-            _, completed, problems = run_headless(runner, config, report_path=report, markdown_path=markdown,
-                                                  console=Console(stderr=True))
-            for problem in problems[:-1]:
-                fail(problem)
-            if problems:
-                raise fail(problems[-1], 130 if not completed else 2)
-            raise typer.Exit(0 if completed else 130)
-        from deltamem_chat.tui import run_replay
+            loaded = load_or_exit(models, device, dtype, attn, quantize)
+            _headless(*parts(_engine(loaded, policy, batched, names, retrieved), runtime_of(loaded), policy,
+                             retrieved), report, markdown)
+        from deltamem_chat.tui import Ready, ReplayScreen, run_replay_after
 
-        raise typer.Exit(run_replay(runner, config, identity=identity,
-                                    report_path=report, markdown_path=markdown))
+        def prepare(progress: Progress) -> Ready:
+            loaded = load_model(models, device, dtype, attn, quantize, progress)
+            runner, config = parts(_engine(loaded, policy, batched, names, retrieved), runtime_of(loaded), policy,
+                                   retrieved)
+            return Ready(partial(ReplayScreen, runner, config, identity=SessionIdentity(loaded.base, loaded.adapter),
+                                 report_path=report, markdown_path=markdown), loaded.notes)
+
+        raise typer.Exit(run_replay_after(prepare, models.label))
+
+
+def _engine(loaded: LoadedModel, policy: ContextPolicy, batched: bool, names: tuple[str, ...],
+            retrieved: RetrievalSettings) -> Engine:
+    """The lanes on a model loaded here."""
+    from deltamem.runtime.engine import ABEngine
+
+    return ABEngine(loaded.model, loaded.tokenizer, policy=policy, batched=batched, lanes=names, retrieval=retrieved)
+
+
+def _headless(runner: ReplayRunner, config: dict, report: Path | None, markdown: Path | None) -> NoReturn:
+    """Replay without a screen (a progress bar, the table, the reports) and exit with how it went."""
+    from deltamem_chat.replay import run_headless
+
+    _, completed, problems = run_headless(runner, config, report_path=report, markdown_path=markdown,
+                                          console=Console(stderr=True))
+    for problem in problems[:-1]:
+        fail(problem)
+    if problems:
+        raise fail(problems[-1], 130 if not completed else 2)
+    raise typer.Exit(0 if completed else 130)
