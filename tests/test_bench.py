@@ -15,7 +15,8 @@ from deltamem.bench import main
 from deltamem.benchmarks.options import MODES
 from deltamem_chat.cli import app
 
-SUMMARY = {"delta_over_frozen_prefill_time", "delta_over_frozen_decode_time", "delta_over_frozen_peak_memory",
+SUMMARY = {"delta_over_frozen_prefill_time", "delta_over_frozen_decode_time", "delta_over_frozen_decode_step_paired",
+           "delta_over_frozen_peak_memory",
            "ab_batched_over_single_turn_time", "naive_over_chunked_scan_time",
            "ab_batched_over_single_followup_turn_time", "bandwidth_fraction_decode", "peak_memory_over_weights"}
 FIELDS = {"mode", "lane", "variant", "prompt_len", "decode_len", "seconds", "tps", "peak_alloc_gb"}
@@ -164,3 +165,31 @@ def test_a_follow_up_turn_rewinds_to_the_same_conversation_every_time() -> None:
     for name, state in second.items():
         assert torch.equal(state, first[name])
         torch.testing.assert_close(state, model.get_state()[name], atol=1e-5, rtol=1e-4)
+
+
+def test_the_paired_decode_ratio_is_the_median_of_step_pairs(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each pair times one step of each lane back to back; the ratio is the median of δ-mem over frozen per pair,
+    so the machine's drift between pairs does not move it, nor one pair split by a stall."""
+    import torch
+
+    from deltamem.benchmarks import lanes
+    from deltamem.benchmarks.common import Settings
+
+    # A warm-up step each, then three pairs while the machine slows down: the ratio of the lanes' medians would say
+    # 0.55 (0.011 / 0.020); two of the three pairs say 1.1.
+    timings = {False: iter([0.050, 0.010, 0.020, 0.030]),
+               True: iter([0.050, 0.011, 0.022, 0.010])}
+
+    class Step:
+        def __init__(self, model: object, context: object, message: object, decode: object,
+                     memory: list[bool]) -> None:
+            self.seconds = timings[memory[0]]
+
+        def __call__(self) -> tuple[float, float]:
+            return next(self.seconds), 0.0
+
+    monkeypatch.setattr(lanes, "FollowUpTurn", Step)
+    settings = Settings(shape="tiny", device=torch.device("cpu"), dtype=torch.float32, attn="sdpa", repeats=1,
+                        warmup=0)
+    ratio = lanes.paired_step_ratio(None, settings, torch.zeros(1, 4, dtype=torch.long), pairs=3)  # type: ignore[arg-type]
+    assert ratio == pytest.approx(1.1)

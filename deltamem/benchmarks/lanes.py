@@ -51,6 +51,8 @@ def lane_records(models: dict[str, DeltaMemModel], settings: Settings, prompt_le
             jobs["copy"] = lambda: (0.0, 1 / probe.rate())       # seconds per byte, as the "decode" time
         samples = _interleaved(jobs, settings)
         copy_rate = 1 / median([d for _, d in samples.pop("copy")]) if probe is not None else None
+        paired = ({quantize: paired_step_ratio(model, settings, prompt, n_decode * max(settings.repeats, 2))
+                   for quantize, model in models.items()} if n_decode else {})
         for name, runs in samples.items():
             quantize, lane = name.split("/")
             if "prefill" in modes:
@@ -64,8 +66,27 @@ def lane_records(models: dict[str, DeltaMemModel], settings: Settings, prompt_le
                 records.append(Record("decode", length, n_decode, lane=lane, quantize=quantize,
                                       seconds=median(per_token), tps=1 / median(per_token), repeats=len(runs),
                                       samples=per_token, bytes_read=read, copy_gbps=copy_rate / 1e9,
-                                      bandwidth_fraction=read / copy_rate / median(per_token)))
+                                      bandwidth_fraction=read / copy_rate / median(per_token),
+                                      paired_ratio=paired[quantize] if lane == "delta" else None))
     return records
+
+
+def paired_step_ratio(model: DeltaMemModel, settings: Settings, prompt: Tensor, pairs: int) -> float:
+    """δ-mem over frozen for one decoded token: the median, over `pairs` pairs, of one δ-mem step over one frozen
+    step run back to back from the same position after `prompt` (each lane its own cache, rewound after each step;
+    the order alternates). A shared machine's memory bandwidth drifts by tens of percent within seconds, so whole
+    turns timed seconds apart cannot resolve a difference of 2 %; two steps a tenth of a second apart see the
+    same machine."""
+    token = token_ids(settings, 1, salt=3)
+    steps = {lane: FollowUpTurn(model, prompt, token, token[:, :0], [memory]) for lane, memory in LANES.items()}
+    for step in steps.values():   # warm-up
+        step()
+    ratios = []
+    for index in range(pairs):
+        order = list(steps) if index % 2 == 0 else list(reversed(steps))
+        seconds = {lane: steps[lane]()[0] for lane in order}
+        ratios.append(seconds["delta"] / seconds["frozen"])
+    return median(ratios)
 
 
 def ab_records(model: DeltaMemModel, settings: Settings, prompt_lens: Sequence[int], decode_len: int,
