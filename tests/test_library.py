@@ -25,6 +25,16 @@ def _chat(*messages: str) -> ScriptedEngine:
     return engine
 
 
+def test_the_session_saved_last_lists_first_within_one_second(tmp_path: Path) -> None:
+    """Saves a moment apart are told apart by time, not by the ids' random digits (here the other id sorts higher)."""
+    library = SessionLibrary(tmp_path)
+    first, second = "20260101-000000-000001", "20260101-000000-ffffff"
+    library.save(_chat("my name is Ada"), IDENTITY, first)
+    library.save(_chat("call me Bob"), IDENTITY, second)
+    library.save(_chat("my name is Ada", "I live in Lisbon"), IDENTITY, first)
+    assert [e.session_id for e in library.search()] == [first, second]
+
+
 def test_save_list_search_reopen_delete(tmp_path: Path) -> None:
     library = SessionLibrary(tmp_path)
     ada = library.save(_chat("my name is Ada", "I live in Lisbon"), IDENTITY)

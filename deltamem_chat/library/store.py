@@ -46,7 +46,8 @@ def default_root() -> Path:
 
 
 def _now() -> str:
-    return datetime.now().isoformat(timespec="seconds")
+    """Microseconds, so that the newest of several saves in one second (autosave after a quick turn) lists first."""
+    return datetime.now().isoformat(timespec="microseconds")
 
 
 def _title(messages: list[dict[str, Any]]) -> str:
@@ -168,7 +169,7 @@ def _describe(session_id: str, data: Any, mtime_ns: int) -> tuple[LibraryEntry, 
         for message in lane["messages"]:
             texts.setdefault(str(message["content"]), None)
     messages = [m for lane in lanes.values() for m in lane["messages"]]
-    saved = datetime.fromtimestamp(mtime_ns / 1e9).isoformat(timespec="seconds")
+    saved = datetime.fromtimestamp(mtime_ns / 1e9).isoformat(timespec="microseconds")
     entry = LibraryEntry(
         session_id=session_id,
         title=str(meta.get("title") or _title(messages)),
