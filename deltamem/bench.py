@@ -19,6 +19,7 @@ from deltamem.benchmarks.common import Settings, build_models
 from deltamem.benchmarks.options import DESCRIPTION, DTYPE_NAMES, add_to
 from deltamem.files import atomic_write_text
 from deltamem.quantization import QuantizationError, check_runtime
+from deltamem.runtime import prefill
 from deltamem.shapes import describe, label
 
 DTYPES = {name: getattr(torch, name) for name in DTYPE_NAMES}
@@ -98,9 +99,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     settings = Settings(shape=args.shape, device=device, dtype=_dtype(args.dtype, device, args.quantize),
                         attn=args.attn, repeats=args.repeats, warmup=args.warmup, seed=args.seed, layers=args.layers,
-                        vocab_size=args.vocab)
-    threads = torch.get_num_threads()
+                        vocab_size=args.vocab, prefill_chunk=args.prefill_chunk)
+    threads, chunk = torch.get_num_threads(), prefill.PREFILL_CHUNK
     torch.set_num_threads(args.threads or threads)
+    prefill.PREFILL_CHUNK = settings.prefill_chunk         # what the engine's prefill and this bench's turns use
     try:
         if args._child:
             return peak.child_main(settings, args._child, args.prompt_lens[0], args.decode_len, args.quantize[0])
@@ -110,6 +112,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     finally:
         torch.set_num_threads(threads)
+        prefill.PREFILL_CHUNK = chunk
 
 
 def _run(args: argparse.Namespace, settings: Settings, argv: list[str]) -> int:
@@ -141,6 +144,7 @@ def _run(args: argparse.Namespace, settings: Settings, argv: list[str]) -> int:
     run = {"shape": args.shape, "shape_label": label(shape, args.shape), "shape_details": describe(shape, args.shape),
            "quantize": args.quantize, "modes": modes,
            "prompt_lens": args.prompt_lens, "decode_len": args.decode_len, "message_len": args.message_len,
+           "prefill_chunk": settings.prefill_chunk,
            "scan_lens": args.scan_lens, "repeats": args.repeats, "warmup": args.warmup, "seed": args.seed, "argv": argv,
            "load_average_1m": {"start": load_at_start, "end": _load_average()}}
     info = report.machine(device, settings.dtype, args.attn)

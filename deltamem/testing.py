@@ -23,13 +23,22 @@ SPECIAL_TOKENS = ("<|endoftext|>", "<|im_start|>", "<|im_end|>")
 
 def random_backbone(shape: BackboneShape | str, *, dtype: torch.dtype = torch.float32, attn: str = "sdpa",
                     device: str | torch.device = "cpu", seed: int = 0, **overrides: object) -> nn.Module:
-    """A `Qwen3ForCausalLM` of that shape with seeded random weights, in eval mode."""
+    """A `Qwen3ForCausalLM` of that shape with seeded random weights, in eval mode.
+
+    The weights are made in `dtype` directly: made in float32 and cast, the real Qwen3-4B shape would need 16 GB
+    for a moment to end up in 8.
+    """
     from transformers import Qwen3ForCausalLM
 
     torch.manual_seed(seed)
     config = qwen3_config(shape, attn, **overrides)
-    with torch.device(device):
-        model = Qwen3ForCausalLM(config)
+    default = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)
+    try:
+        with torch.device(device):
+            model = Qwen3ForCausalLM(config)
+    finally:
+        torch.set_default_dtype(default)
     return model.to(dtype).eval()
 
 

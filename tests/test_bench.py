@@ -104,7 +104,7 @@ def test_the_memory_child_builds_the_same_shape_and_quantization(monkeypatch, ca
     from deltamem.benchmarks.common import Settings
 
     settings = Settings(shape="cpu-bench", device=torch.device("cpu"), dtype=torch.bfloat16, attn="sdpa", repeats=1,
-                        warmup=0, layers=1, vocab_size=512)
+                        warmup=0, layers=1, vocab_size=512, prefill_chunk=64)
     assert peak.child_main(settings, "delta", 8, 2, "int8") == 0
     printed = capsys.readouterr().out.strip().splitlines()[-1]
     result = json.loads(printed)
@@ -115,7 +115,30 @@ def test_the_memory_child_builds_the_same_shape_and_quantization(monkeypatch, ca
     assert peak.memory_records(settings, [8], 2, ["int8"])[0].weight_gb == result["weight_gb"]
     command = " ".join(commands[0])
     assert "--shape cpu-bench" in command and "--layers 1" in command and "--vocab 512" in command
-    assert "--quantize int8" in command and "--dtype bfloat16" in command
+    assert "--quantize int8" in command and "--dtype bfloat16" in command and "--prefill-chunk 64" in command
+
+
+def test_prompts_are_prefilled_in_the_spans_asked_for(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """--prefill-chunk sets the spans of every prefill, the engine's included, for the run only."""
+    from deltamem.model import DeltaMemModel
+    from deltamem.runtime import prefill
+
+    widths: list[int] = []
+    forward = DeltaMemModel.forward
+
+    def recording(self, *args, **kwargs):
+        widths.append(kwargs["input_ids"].shape[1])
+        return forward(self, *args, **kwargs)
+
+    monkeypatch.setattr(DeltaMemModel, "forward", recording)
+    report = tmp_path / "bench.json"
+    argv = ["--shape", "tiny", "--prompt-lens", "16", "--decode-len", "1", "--repeats", "1", "--warmup", "0",
+            "--modes", "prefill", "--prefill-chunk", "6", "--json", str(report)]
+    assert main(argv) == 0
+    prefills = [w for w in widths if w > 1]
+    assert prefills and set(prefills) == {6, 4} and prefills.count(6) == 2 * prefills.count(4)     # 16 = 6 + 6 + 4
+    assert json.loads(report.read_text())["settings"]["prefill_chunk"] == 6
+    assert prefill.PREFILL_CHUNK == 512
 
 
 def test_unmeasured_ratios_are_null(tmp_path: Path) -> None:

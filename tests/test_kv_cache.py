@@ -7,7 +7,7 @@ import torch
 from transformers import DynamicCache
 
 from deltamem.compat import cache_argument, crop_cache, output_cache
-from deltamem.kv_cache import STEP, GrowingLayer, new_cache
+from deltamem.kv_cache import STEP, GrowingLayer, new_cache, reserve
 from deltamem.testing import random_backbone
 
 
@@ -77,3 +77,20 @@ def test_a_cropped_or_replaced_cache_is_adopted_on_the_next_append() -> None:
     torch.testing.assert_close(k[:, :, :7], torch.cat([first[:, :, :6], new], dim=2).expand(2, -1, -1, -1),
                                rtol=0, atol=0)
     torch.testing.assert_close(v[:, :, 7:], more, rtol=0, atol=0)
+
+
+def test_a_reserved_cache_grows_once_to_exactly_the_size_it_was_told() -> None:
+    model = random_backbone("tiny")
+    cache = new_cache(model)
+    reserve(cache, 700)
+    keys = torch.randn(1, 2, 700, 4)
+    layer = cache.layers[0]
+    buffers = set()
+    for start in range(0, 600, 100):                 # a prompt in spans, then a reply token by token
+        buffers.add(layer.update(keys[:, :, start:start + 100], keys[:, :, start:start + 100])[0].data_ptr())
+    for t in range(600, 700):
+        buffers.add(layer.update(keys[:, :, t:t + 1], keys[:, :, t:t + 1])[0].data_ptr())
+    assert len(buffers) == 1 and layer._key_buffer.shape[-2] == 700
+    torch.testing.assert_close(layer.keys, keys, rtol=0, atol=0)
+    layer.update(keys[:, :, :1], keys[:, :, :1])     # past what was reserved: grows as before
+    assert layer.keys.shape[-2] == 701 and layer._key_buffer.shape[-2] == -(-(701 + 701 // 4) // STEP) * STEP

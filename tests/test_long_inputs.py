@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from deltamem.context import ContextPolicy
-from deltamem.runtime import long_inputs
+from deltamem.runtime import prefill
 from deltamem.runtime.contract import DELTA, FROZEN, GenerationSettings, LaneDone, ReadProgress, TurnDone
 from deltamem.runtime.engine import ABEngine
 from deltamem.runtime.long_inputs import CUT_MARKER, PromptTooLong, read_into_memory
@@ -67,7 +67,7 @@ def test_a_message_of_fifty_windows_is_written_whole_and_the_prompts_hold_its_cu
 
 
 def test_chunked_reading_equals_one_forward_when_the_text_fits(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(long_inputs, "CHUNK", 16)
+    monkeypatch.setattr(prefill, "PREFILL_CHUNK", 16)
     model = random_delta_model(dtype=torch.float64)
     ids = list(range(3, 103))
     with torch.no_grad():
@@ -82,7 +82,7 @@ def test_chunked_reading_equals_one_forward_when_the_text_fits(monkeypatch: pyte
 
 
 def test_past_its_span_a_read_restarts_its_cache_and_never_passes_the_span(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(long_inputs, "CHUNK", 16)
+    monkeypatch.setattr(prefill, "PREFILL_CHUNK", 16)
     model = random_delta_model()
     positions = _max_positions(model)
     ids = [3 + i % 200 for i in range(500)]

@@ -1,10 +1,10 @@
 """What every bench mode shares: the settings, a random δ-mem model to run, one timed turn, medians.
 
 A turn is what the app does per answer: prefill what the KV cache does not hold yet (keeping only the last position's
-logits, as `generate` does), then feed the decode tokens one at a time through the cache. A first turn starts from an
-empty cache and memory with the whole prompt; a follow-up turn starts from a conversation already in both and
-prefills only the new message. The decode tokens are a fixed sequence, not sampled, so that every lane does exactly
-the same work.
+logits, in the engine's spans of at most `PREFILL_CHUNK` tokens), then feed the decode tokens one at a time through
+the cache. A first turn starts from an empty cache and memory with the whole prompt; a follow-up turn starts from a
+conversation already in both and prefills only the new message. The decode tokens are a fixed sequence, not
+sampled, so that every lane does exactly the same work.
 """
 
 from __future__ import annotations
@@ -20,9 +20,10 @@ from torch import Tensor
 
 from deltamem.compat import cache_argument, crop_cache, output_cache
 from deltamem.config import DeltaMemConfig
-from deltamem.kv_cache import new_cache
+from deltamem.kv_cache import new_cache, reserve
 from deltamem.model import DeltaMemModel
 from deltamem.quantization import quantize_backbone
+from deltamem.runtime.prefill import PREFILL_CHUNK, chunked_forward
 from deltamem.shapes import BackboneShape, resolve
 from deltamem.testing import random_backbone, randomize_adapter
 
@@ -45,6 +46,7 @@ class Settings:
     seed: int = 0
     layers: int | None = None      # the named shape's own when None
     vocab_size: int | None = None
+    prefill_chunk: int = PREFILL_CHUNK
 
     @property
     def backbone_shape(self) -> BackboneShape:
@@ -100,13 +102,13 @@ def timed_turn(model: DeltaMemModel, cache: Any, prompt: Tensor, decode: Tensor,
     """Prefill `prompt` into `cache` (whatever it and the memory hold), then feed the decode tokens one at a time."""
     device = prompt.device
     cache_kw = cache_argument(model)
+    reserve(cache, cache.get_seq_length() + prompt.shape[1] + decode.shape[1])       # as the engine does
     with model.rows(memory=list(memory)):
         synchronize(device)
         start = time.perf_counter()
-        out = model(input_ids=prompt, use_cache=True, logits_to_keep=1, **{cache_kw: cache})
+        cache = chunked_forward(model, input_ids=prompt, cache_kw=cache_kw, cache=cache).cache
         synchronize(device)
         prefilled = time.perf_counter()
-        cache = output_cache(out)
         for t in range(decode.shape[1]):
             cache = output_cache(model(input_ids=decode[:, t:t + 1], use_cache=True, **{cache_kw: cache}))
         synchronize(device)

@@ -107,6 +107,9 @@ OPTIONS: tuple[BenchOption, ...] = (
                 "the summary uses the largest.", "list", "512,4096", parse=int_list, metavar="N,N"),
     BenchOption("--decode-len", "Tokens fed one at a time through the KV cache after the prompt (default: 64).",
                 "count", "64", minimum=1),
+    BenchOption("--prefill-chunk", "The most tokens one prefill forward computes, as the app feeds long prompts "
+                "(default: 512); a number at least the prompt's length feeds it in one forward, to see what the "
+                "spans save in memory and cost in time.", "count", "512", minimum=1),
     BenchOption("--message-len", "Tokens of the new message in the A/B follow-up turn, which finds the prompt already "
                 "in the cache and memory (default: 32).", "count", "32", minimum=1),
     BenchOption("--scan-lens", f"Sequence lengths for the scan mode (default: {DEFAULT_SCAN_LENS}); the summary uses "

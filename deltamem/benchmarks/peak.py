@@ -84,7 +84,8 @@ def _child_peak(settings: Settings, lane: str, length: int, decode_len: int, qua
     command = [sys.executable, "-m", "deltamem.bench", "--_child", lane, "--shape", settings.shape,
                "--device", str(settings.device), "--dtype", str(settings.dtype).removeprefix("torch."),
                "--attn", settings.attn, "--prompt-lens", str(length), "--decode-len", str(decode_len),
-               "--seed", str(settings.seed), "--threads", str(torch.get_num_threads()), "--quantize", quantize]
+               "--seed", str(settings.seed), "--threads", str(torch.get_num_threads()), "--quantize", quantize,
+               "--prefill-chunk", str(settings.prefill_chunk)]
     command += ["--layers", str(settings.layers)] if settings.layers else []
     command += ["--vocab", str(settings.vocab_size)] if settings.vocab_size else []
     env = dict(os.environ)

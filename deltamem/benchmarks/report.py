@@ -317,6 +317,9 @@ def _shape_note(settings: dict[str, Any]) -> list[str]:
     quantize = [q for q in settings.get("quantize") or [] if q != "none"]
     if quantize:
         text += f"; weights also quantized {', '.join(quantize)} (torchao, weight-only)"
+    chunk = settings.get("prefill_chunk")
+    if chunk:
+        text += f"; prompts prefilled in spans of at most {chunk:,} tokens"
     return [text + ".", ""]
 
 

@@ -32,7 +32,7 @@ from torch import Tensor
 
 from deltamem.compat import cache_argument, output_cache
 from deltamem.context import ContextPolicy, WriteBudget
-from deltamem.kv_cache import new_cache
+from deltamem.kv_cache import new_cache, reserve
 from deltamem.model import DeltaMemModel
 from deltamem.rendering import ChatRenderer, common_prefix
 from deltamem.retrieval import MessageIndex, RetrievalSettings, block_line, block_message, dates_of, fit_block, undated
@@ -56,6 +56,11 @@ from deltamem.runtime.prefill import lanes_forward
 
 if TYPE_CHECKING:
     from deltamem.runtime.cross_batch import CrossBatch
+
+
+#: Positions kept for the template's closing after a reply (`<|im_end|>` and a newline in ChatML), fed once the
+#: reply ends: part of what a turn reserves in its cache.
+CLOSING_ROOM = 8
 
 
 @dataclass(frozen=True)
@@ -381,8 +386,11 @@ class ABEngine:
             for lane, plan, held, reply in zip(lanes, plans, kept, replies):
                 lane.read_upto, lane.window_start = len(lane.messages), plan.window_start
                 reply.stats.reread = plan.fresh - held
-            reread = self._feed(group, [plan.ids[held:plan.fresh] for plan, held in zip(plans, kept)], write=False)
-            logits = self._feed(group, [plan.ids[plan.fresh:] for plan in plans], write=True)
+            rereads = [plan.ids[held:plan.fresh] for plan, held in zip(plans, kept)]
+            news = [plan.ids[plan.fresh:] for plan in plans]
+            self._reserve(group, (rereads, news), settings.max_new_tokens + CLOSING_ROOM if generate else 0)
+            reread = self._feed(group, rereads, write=False)
+            logits = self._feed(group, news, write=True)
             if generate:
                 yield from self._decode(group, _last_logits(logits, reread), settings, cancel, replies)
                 self._close_replies(group, prompts, replies)
@@ -482,6 +490,14 @@ class ABEngine:
     def _writes(self, lanes: Sequence[Lane], counts: Sequence[int]) -> list[bool]:
         """Which rows may write, their lanes having written `counts` tokens: the budget's stop policy."""
         return [lane.memory and self.budget.allows_writes(c) for lane, c in zip(lanes, counts)]
+
+    def _reserve(self, group: LaneGroup, feeds: Sequence[list[list[int]]], reply: int) -> None:
+        """Size the group's cache for this turn once: the columns it holds, those the feeds add (each as wide as
+        its longest row) and the reply's room."""
+        if group.cache is None:
+            group.cache = new_cache(self.model)
+        columns = sum(max((len(part) for part in parts), default=0) for parts in feeds)
+        reserve(group.cache, group.length + columns + reply)
 
     @torch.no_grad()
     def _feed(self, group: LaneGroup, parts: list[list[int]], write: bool) -> Tensor | None:

@@ -20,14 +20,12 @@ from deltamem.compat import cache_argument
 from deltamem.kv_cache import new_cache
 from deltamem.model import DeltaMemModel
 from deltamem.rendering import ChatRenderer
+from deltamem.runtime import prefill
 from deltamem.runtime.contract import ReadProgress
 from deltamem.runtime.loading import free_memory
 
 #: Put on its own line before the tail of a message cut to fit the window: short, so small windows keep text.
 CUT_MARKER = "[…]\n"
-
-#: The most tokens a chunk of a long message holds when it is read into memory.
-CHUNK = 512
 
 #: A cut message keeps at least this many tokens, however small what the window leaves.
 MIN_TAIL = 16
@@ -77,7 +75,7 @@ def read_into_memory(model: DeltaMemModel, ids: list[int], span: int, *, state: 
     else:
         model.reset()
     model.set_tokens_written([written])
-    chunk = max(1, min(CHUNK, span // 2))
+    chunk = max(1, min(prefill.PREFILL_CHUNK, span // 2))
     cache, held, done = None, 0, 0
     with torch.no_grad():
         for start in range(0, len(ids), chunk):
@@ -89,7 +87,8 @@ def read_into_memory(model: DeltaMemModel, ids: list[int], span: int, *, state: 
                 context = ids[max(0, start - (span - len(piece))):start]
                 if context:
                     with model.rows(memory=[True], writes=[False]):
-                        model(input_ids=torch.tensor([context], device=device), use_cache=True, **{argument: cache})
+                        prefill.chunked_forward(model, input_ids=torch.tensor([context], device=device),
+                                                cache_kw=argument, cache=cache)
                     held = len(context)
             positions = torch.arange(held, held + len(piece), device=device).unsqueeze(0)
             with model.rows(memory=[True], writes=[allows_writes(model.tokens_written[0])]):
