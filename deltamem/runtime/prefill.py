@@ -26,6 +26,7 @@ sees every token before it and the memory is written token by token in order, so
 from __future__ import annotations
 
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,6 +37,7 @@ from transformers.cache_utils import DynamicLayer
 from deltamem.compat import output_cache
 from deltamem.kv_cache import new_cache
 from deltamem.model import DeltaMemModel
+from deltamem.runtime.kernels import one_row
 
 #: Chunks narrower than this always run batched (decode steps, short messages): the choice is prefill's.
 MIN_WIDTH = 64
@@ -127,7 +129,8 @@ def chunked_forward(model: DeltaMemModel, *, input_ids: Tensor, cache_kw: str, c
                     attention_mask: Tensor | None = None, position_ids: Tensor | None = None) -> LanesOutput:
     """`input_ids` [B, W] into `cache` in spans of at most `PREFILL_CHUNK` tokens (`spans`), one forward each;
     `attention_mask` [B, P + W] covers the P cached positions and the chunk, `position_ids` [B, W] (both optional,
-    as for the model). Returns the last position's logits and the cache."""
+    as for the model). A single token of a single row (a lone lane's decode step) runs on the faster CPU kernel for
+    one row (`deltamem.runtime.kernels`). Returns the last position's logits and the cache."""
     width = input_ids.shape[1]
     past = attention_mask.shape[1] - width if attention_mask is not None else 0
     out = None
@@ -137,7 +140,8 @@ def chunked_forward(model: DeltaMemModel, *, input_ids: Tensor, cache_kw: str, c
             inputs["attention_mask"] = attention_mask[:, :past + span.stop]
         if position_ids is not None:
             inputs["position_ids"] = position_ids[:, span]
-        out = model(**inputs, use_cache=True, logits_to_keep=1, **{cache_kw: cache})
+        with one_row(model) if input_ids.shape == (1, 1) else nullcontext():
+            out = model(**inputs, use_cache=True, logits_to_keep=1, **{cache_kw: cache})
         cache = output_cache(out)
     if out is None:
         raise ValueError("a forward needs at least one token")
