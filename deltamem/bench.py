@@ -19,7 +19,7 @@ from deltamem.benchmarks.common import Settings, build_models
 from deltamem.benchmarks.options import DESCRIPTION, DTYPE_NAMES, add_to
 from deltamem.files import atomic_write_text
 from deltamem.quantization import QuantizationError, check_runtime
-from deltamem.runtime import prefill
+from deltamem.runtime import kernels, prefill
 from deltamem.shapes import describe, label
 
 DTYPES = {name: getattr(torch, name) for name in DTYPE_NAMES}
@@ -147,7 +147,7 @@ def _run(args: argparse.Namespace, settings: Settings, argv: list[str]) -> int:
            "prefill_chunk": settings.prefill_chunk,
            "scan_lens": args.scan_lens, "repeats": args.repeats, "warmup": args.warmup, "seed": args.seed, "argv": argv,
            "load_average_1m": {"start": load_at_start, "end": _load_average()}}
-    info = report.machine(device, settings.dtype, args.attn)
+    info = report.machine(device, settings.dtype, args.attn) | {"one_row_kernel": kernels.measurements()}
     text = report.markdown(records, run, info)
     print(text)
     if args.markdown:

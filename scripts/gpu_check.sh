@@ -2,7 +2,7 @@
 # GPU check of what δ-mem costs on a real shape: Qwen3-4B with random weights (nothing is downloaded), bfloat16.
 #   1. the bench at 512 and 4,096-token prompts (64 decoded tokens): δ-mem / frozen in prefill and per decoded
 #      token (targets <= 1.05 and <= 1.02), peak memory, the A/B turn batched vs single lane, and the decode's
-#      fraction of the memory bandwidth (weights and KV cache read per token against a measured copy rate);
+#      fraction of the memory bandwidth (weights and KV cache read per token against a measured read rate);
 #   2. one A/B conversation through the app's runtime (chat template, both lanes; batched, sequential and the δ-mem
 #      lane alone): a first turn of 4,096 tokens and a follow-up turn, with the batched-over-single ratio of the
 #      follow-up (target <= 1.3).

@@ -82,11 +82,16 @@ def test_a_real_width_with_fewer_layers_and_quantized_copies(tmp_path: Path) -> 
     assert (details["layers"], details["layers_of"], details["vocab"], details["vocab_of"]) == (1, 8, 512, 4096)
     assert data["settings"]["shape_label"] == "cpu-bench (1 of 8 layers, vocab 512 of 4096)"
     assert data["machine"]["dtype"] == "bfloat16"                   # auto, with quantized copies
+    [kernel] = [k for k in data["machine"]["one_row_kernel"] if k["matrix"] == [1536, 512]]   # the bf16 copy's
+    assert kernel["chosen"] in ("aten", "onednn") and kernel["dtype"] == "bfloat16"
+    assert kernel["onednn_ms"] > 0 and kernel["aten_ms"] > 0
     decode = {(r["quantize"], r["lane"]): r for r in data["records"] if r["mode"] == "decode"}
     assert set(decode) == {(q, lane) for q in ("none", "int8", "int4") for lane in ("frozen", "delta")}
     assert decode["none", "delta"]["bytes_read"] > decode["int8", "delta"]["bytes_read"] > decode["int4", "delta"][
         "bytes_read"] > decode["none", "frozen"]["bytes_read"] / 4
-    assert all(0 < r["bandwidth_fraction"] and r["copy_gbps"] > 0 for r in decode.values())
+    for r in decode.values():
+        assert r["read_gbps"] > 0 and r["copy_gbps"] > 0
+        assert r["bandwidth_fraction"] == pytest.approx(r["bytes_read"] / (r["read_gbps"] * 1e9) / r["seconds"])
     summary = data["summary"]
     for name in ("bandwidth_fraction_decode", "bandwidth_fraction_decode_int8", "decode_speed_int8_over_none",
                  "decode_speed_int4_over_none"):

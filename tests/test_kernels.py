@@ -17,6 +17,11 @@ from tests.conftest import make_engine
 @pytest.fixture(autouse=True)
 def fresh_choices(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(kernels, "_CHOICES", {})
+    monkeypatch.setattr(kernels, "_SECONDS", {})
+
+
+def _faster(way: str) -> dict[str, float]:
+    return {kernels.ATEN: 1.0, kernels.ONEDNN: 2.0} if way == kernels.ATEN else {kernels.ATEN: 2.0, kernels.ONEDNN: 1.0}
 
 
 def _slow_when(onednn: bool, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -41,12 +46,16 @@ def test_the_faster_way_is_measured_on_the_model_s_largest_matrix(monkeypatch, s
     ffn = model.backbone.config.intermediate_size, model.backbone.config.hidden_size
     assert kernels.choices() == {("cpu", "torch.bfloat16", ffn): chosen}
     assert inside == (chosen == kernels.ONEDNN)
+    [measured] = kernels.measurements()
+    assert measured["matrix"] == list(ffn) and measured["chosen"] == chosen
+    slow, fast = ("onednn_ms", "aten_ms") if slow_onednn else ("aten_ms", "onednn_ms")
+    assert measured[slow] > 3 > measured[fast]
 
 
 def test_a_kind_is_measured_once_and_the_switch_survives_an_error(monkeypatch: pytest.MonkeyPatch) -> None:
     model = random_delta_model(dtype=torch.bfloat16)
     measured = []
-    monkeypatch.setattr(kernels, "measure", lambda weight: measured.append(weight.shape) or kernels.ATEN)
+    monkeypatch.setattr(kernels, "measure", lambda weight: measured.append(weight.shape) or _faster(kernels.ATEN))
     for _ in range(3):
         with kernels.one_row(model):
             assert not torch.backends.mkldnn.enabled
@@ -83,7 +92,7 @@ def test_only_a_lone_lane_s_decode_steps_take_the_one_row_path(monkeypatch: pyte
         return real(model)
 
     monkeypatch.setattr(prefill, "one_row", spy)
-    monkeypatch.setattr(kernels, "measure", lambda weight: kernels.ATEN)
+    monkeypatch.setattr(kernels, "measure", lambda weight: _faster(kernels.ATEN))
     engine = make_engine(dtype=torch.bfloat16)
     list(engine.turn("Hello there, who are you?", GenerationSettings(max_new_tokens=6)))
     assert calls == [], "two lanes decode as a batch of two rows: oneDNN's"
@@ -102,7 +111,7 @@ def test_the_two_kernels_give_the_same_logits(monkeypatch: pytest.MonkeyPatch) -
     results = []
     for way in (kernels.ONEDNN, kernels.ATEN):
         monkeypatch.setattr(kernels, "_CHOICES", {})
-        monkeypatch.setattr(kernels, "measure", lambda weight, way=way: way)
+        monkeypatch.setattr(kernels, "measure", lambda weight, way=way: _faster(way))
         model.reset()
         cache = new_cache(model)
         with torch.no_grad():

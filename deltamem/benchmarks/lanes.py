@@ -12,7 +12,7 @@ from functools import partial
 
 from torch import Tensor
 
-from deltamem.benchmarks.bandwidth import CopyProbe, kv_bytes_read, weight_bytes_read
+from deltamem.benchmarks.bandwidth import BandwidthProbe, kv_bytes_read, weight_bytes_read
 from deltamem.benchmarks.common import LANES, FollowUpTurn, Settings, median, run_turn, token_ids
 from deltamem.benchmarks.report import Record
 from deltamem.model import DeltaMemModel
@@ -38,19 +38,20 @@ def _interleaved(jobs: dict[str, Job], settings: Settings
 def lane_records(models: dict[str, DeltaMemModel], settings: Settings, prompt_lens: Sequence[int],
                  decode_len: int, modes: Sequence[str]) -> list[Record]:
     """Prefill time and time per decoded token of both lanes of every model (one per quantization) at each prompt
-    length (batch 1); each decode record also carries the bytes a token reads and the copy rate measured between
-    the repeats (see `deltamem.benchmarks.bandwidth`)."""
+    length (batch 1); each decode record also carries the bytes a token reads and the read and copy rates measured
+    between the repeats (see `deltamem.benchmarks.bandwidth`)."""
     n_decode = decode_len if "decode" in modes else 0
-    probe = CopyProbe(settings.device) if n_decode else None
+    probe = BandwidthProbe(settings.device) if n_decode else None
     records = []
     for length in prompt_lens:
         prompt, decode = token_ids(settings, length), token_ids(settings, n_decode, salt=1)
         jobs: dict[str, Job] = {f"{quantize}/{lane}": partial(run_turn, model, prompt, decode, [memory])
                                 for quantize, model in models.items() for lane, memory in LANES.items()}
-        if probe is not None:
-            jobs["copy"] = lambda: (0.0, 1 / probe.rate())       # seconds per byte, as the "decode" time
+        if probe is not None:        # seconds per byte read and copied, in the place of a turn's two times
+            jobs["probe"] = lambda: tuple(1 / rate for rate in probe.rates())
         samples = _interleaved(jobs, settings)
-        copy_rate = 1 / median([d for _, d in samples.pop("copy")]) if probe is not None else None
+        probed = samples.pop("probe", [])
+        read_rate, copy_rate = (1 / median([p[i] for p in probed]) if probed else 0.0 for i in (0, 1))
         paired = ({quantize: paired_step_ratio(model, settings, prompt, n_decode * max(settings.repeats, 2))
                    for quantize, model in models.items()} if n_decode else {})
         for name, runs in samples.items():
@@ -65,8 +66,9 @@ def lane_records(models: dict[str, DeltaMemModel], settings: Settings, prompt_le
                 read = weight_bytes_read(model, LANES[lane]) + kv_bytes_read(model, length + n_decode // 2)
                 records.append(Record("decode", length, n_decode, lane=lane, quantize=quantize,
                                       seconds=median(per_token), tps=1 / median(per_token), repeats=len(runs),
-                                      samples=per_token, bytes_read=read, copy_gbps=copy_rate / 1e9,
-                                      bandwidth_fraction=read / copy_rate / median(per_token),
+                                      samples=per_token, bytes_read=read, read_gbps=read_rate / 1e9,
+                                      copy_gbps=copy_rate / 1e9,
+                                      bandwidth_fraction=read / read_rate / median(per_token),
                                       paired_ratio=paired[quantize] if lane == "delta" else None))
     return records
 

@@ -86,8 +86,9 @@ class Record:
     samples: list[float] = field(default_factory=list)
     quantize: str = "none"
     bytes_read: int | None = None            # decode: bytes of weights and KV cache one token reads
+    read_gbps: float | None = None           # decode: the read rate measured between its repeats
     copy_gbps: float | None = None           # decode: the copy rate measured between its repeats
-    bandwidth_fraction: float | None = None  # decode: (bytes_read / copy rate) / seconds
+    bandwidth_fraction: float | None = None  # decode: (bytes_read / read rate) / seconds
     paired_ratio: float | None = None        # decode, δ-mem lane: median δ-mem / frozen over paired steps
     weight_gb: float | None = None           # memory: what the model's weights hold
 
@@ -97,9 +98,10 @@ MEANING = {
     "prefill": "seconds: median prefill time of prompt_len tokens (batch 1); tps: prompt_len / seconds",
     "decode": "seconds: median time per decoded token (batch 1, KV cache after a prefill of prompt_len); "
               "tps: 1 / seconds; bytes_read: bytes of weights (all but the input embedding's, unless tied to the "
-              "head) and KV cache one token reads; copy_gbps: GB/s of a 256 MiB tensor copy, the fastest of three "
-              "per repeat, median over the repeats; bandwidth_fraction: bytes_read / copy rate / seconds, the share "
-              "of the memory bandwidth decode reached; paired_ratio (δ-mem lane): the median over pairs of one "
+              "head) and KV cache one token reads; read_gbps: GB/s of a sum over a 256 MiB tensor, the fastest of "
+              "three per repeat, median over the repeats; copy_gbps: the same for a copy between two such tensors "
+              "(bytes of the source); bandwidth_fraction: bytes_read / read rate / seconds, the share of the memory "
+              "bandwidth decode reached; paired_ratio (δ-mem lane): the median over pairs of one "
               "δ-mem step over one frozen step run back to back from the same position",
     "memory": "peak_alloc_gb: CUDA max_memory_allocated over one turn (weights included); on CPU the peak RSS of a "
               "fresh process over one turn minus its RSS before the model was built. peak_increase_gb: the part "
@@ -227,9 +229,21 @@ def machine(device: torch.device, dtype: torch.dtype, attn: str) -> dict[str, An
         "platform": platform.platform(),
         "device": str(device),
         "device_name": name,
+        "cpu_bf16_instructions": _cpu_bf16(),
         "dtype": str(dtype).removeprefix("torch."),
         "attn": attn,
     }
+
+
+def _cpu_bf16() -> list[str] | None:
+    """The CPU's native bf16 instruction sets (x86 Linux; None where unknown): they decide what a bf16 row costs."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                return sorted(flag for flag in line.split(":", 1)[1].split() if "bf16" in flag)
+    except OSError:
+        pass
+    return None
 
 
 def _cpu_name() -> str | None:
@@ -291,6 +305,7 @@ def markdown(records: list[Record], settings: dict[str, Any], machine_info: dict
     quantizations = settings.get("quantize") or _quantizations(records)
     out += _lane_section(records, "prefill", "Prefill", "s", 1.0, 3, quantizations)
     out += _lane_section(records, "decode", "Decode (per token, after the prompt)", "ms", 1000.0, 2, quantizations)
+    out += _kernel_note(machine_info)
     out += _bandwidth_section(records, quantizations)
     out += _memory_section(records, quantizations)
     out += _ab_section(records)
@@ -368,25 +383,38 @@ def _lane_section(records: list[Record], mode: str, title: str, unit: str, scale
     return [f"## {title}", ""] + _table(header, rows) + note
 
 
+def _kernel_note(machine_info: dict[str, Any]) -> list[str]:
+    """Which kernel the lone lanes' decode steps ran on, and what the two took for one row (`runtime.kernels`)."""
+    lines = []
+    for m in machine_info.get("one_row_kernel") or []:
+        rows, cols = m["matrix"]
+        lines.append(f"One row times the model's largest decoder matrix ({rows:,} × {cols:,}, {m['dtype']}): oneDNN "
+                     f"{m['onednn_ms']:.2f} ms, ATen's own kernel {m['aten_ms']:.2f} ms; single-row decode steps "
+                     f"ran on {'ATen' if m['chosen'] == 'aten' else 'oneDNN'}'s.")
+    return lines + [""] if lines else []
+
+
 def _bandwidth_section(records: list[Record], quantizations: list[str]) -> list[str]:
     rows = []
     for quantize in quantizations:
         for length in _lengths(records, "decode"):
             frozen = _find(records, "decode", "frozen", length, quantize)
             delta = _find(records, "decode", "delta", length, quantize)
-            if delta is None or delta.bytes_read is None or not delta.copy_gbps:
+            if delta is None or delta.bytes_read is None or not delta.read_gbps:
                 continue
-            limit = delta.bytes_read / (delta.copy_gbps * 1e9)
-            rows.append([str(length), quantize, _fmt(delta.bytes_read / 1e6, 1, 1), _fmt(delta.copy_gbps, 1, 2),
-                         _fmt(limit, 1000, 2), _fmt(frozen and frozen.bandwidth_fraction),
+            limit = delta.bytes_read / (delta.read_gbps * 1e9)
+            rows.append([str(length), quantize, _fmt(delta.bytes_read / 1e6, 1, 1), _fmt(delta.read_gbps, 1, 2),
+                         _fmt(delta.copy_gbps, 1, 2), _fmt(limit, 1000, 2), _fmt(frozen and frozen.bandwidth_fraction),
                          _fmt(delta.bandwidth_fraction)])
     if not rows:
         return []
     return ["## Decode against the memory bandwidth", "",
             "A decoded token reads every weight (of the input embedding one row) and the KV cache once: at the "
-            "copy rate measured between the repeats, that takes the limit below; the fractions are limit over "
-            "measured time.", ""] + _table(["prompt", "weights", "δ-mem MB read", "copy GB/s", "limit ms",
-                                            "frozen reached", "δ-mem reached"], rows)
+            "read rate measured between the repeats (a sum over a large buffer), that takes the limit below; the "
+            "fractions are limit over measured time. The copy rate (bytes of the source) is shown beside it: a copy "
+            "also writes, so it understates what memory can read.", ""] + _table(
+                ["prompt", "weights", "δ-mem MB read", "read GB/s", "copy GB/s", "limit ms", "frozen reached",
+                 "δ-mem reached"], rows)
 
 
 def _memory_section(records: list[Record], quantizations: list[str]) -> list[str]:

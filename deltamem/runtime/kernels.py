@@ -27,8 +27,9 @@ ONEDNN, ATEN = "onednn", "aten"
 #: Timed products per way; the fastest of each counts.
 TRIALS = 3
 
-#: Per kind of model, the way its one-row products run.
+#: Per kind of model, the way its one-row products run, and the seconds measured each way.
 _CHOICES: dict[tuple, str] = {}
+_SECONDS: dict[tuple, dict[str, float]] = {}
 
 #: Per model, the matrix its kind is measured on (None: the choice does not arise), found once.
 _MATRICES: weakref.WeakKeyDictionary[nn.Module, Tensor | None] = weakref.WeakKeyDictionary()
@@ -46,13 +47,14 @@ def one_row(model: nn.Module) -> Iterator[None]:
     kind = (weight.device.type, str(weight.dtype), tuple(weight.shape))
     way = _CHOICES.get(kind)
     if way is None:
-        way = _CHOICES[kind] = measure(weight)
+        seconds = _SECONDS[kind] = measure(weight)
+        way = _CHOICES[kind] = ATEN if seconds[ATEN] < seconds[ONEDNN] else ONEDNN
     with _onednn(way == ONEDNN):
         yield
 
 
-def measure(weight: Tensor) -> str:
-    """The faster way to multiply one row by `weight`, timed on it (the fastest of `TRIALS` products each)."""
+def measure(weight: Tensor) -> dict[str, float]:
+    """Seconds of one row times `weight` each way, timed on it (the fastest of `TRIALS` products each)."""
     row = torch.ones(1, weight.shape[1], dtype=weight.dtype, device=weight.device)
     best = {ONEDNN: float("inf"), ATEN: float("inf")}
     with torch.no_grad():
@@ -64,7 +66,7 @@ def measure(weight: Tensor) -> str:
                     seconds = time.perf_counter() - start
                 if trial:
                     best[way] = min(best[way], seconds)
-    return ATEN if best[ATEN] < best[ONEDNN] else ONEDNN
+    return best
 
 
 @contextmanager
@@ -81,6 +83,13 @@ def _onednn(enabled: bool) -> Iterator[None]:
 def choices() -> dict[tuple, str]:
     """What has been chosen so far, per kind of model (for reports and tests)."""
     return dict(_CHOICES)
+
+
+def measurements() -> list[dict[str, object]]:
+    """What was measured so far, as plain data for reports: per kind, the matrix, both times and the choice."""
+    return [{"device": kind[0], "dtype": kind[1].removeprefix("torch."), "matrix": list(kind[2]),
+             "onednn_ms": seconds[ONEDNN] * 1e3, "aten_ms": seconds[ATEN] * 1e3, "chosen": _CHOICES[kind]}
+            for kind, seconds in _SECONDS.items() if kind in _CHOICES]
 
 
 def _largest_matrix(model: nn.Module) -> Tensor | None:
