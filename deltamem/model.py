@@ -23,6 +23,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils.hooks import RemovableHandle
 
+from deltamem.attention import restore_sdpa, use_packed_sdpa
 from deltamem.config import DeltaMemConfig
 from deltamem.masks import token_validity
 from deltamem.memory import AttentionShape, DecodeWeights, DeltaMemLayer, PendingWrite, ReadCorrections, masked_mean
@@ -224,6 +225,7 @@ class DeltaMemModel(nn.Module):
         self._row_selections: dict[tuple[tuple[bool, ...], torch.device], _Rows] = {}
         self._handles: list[RemovableHandle] = []
         self._install_hooks()
+        use_packed_sdpa(backbone)         # a CPU decode step's attention reads each key once (deltamem.attention)
 
     # ------------------------------------------------------------------------------------------- hooks
     def _install_hooks(self) -> None:
@@ -625,10 +627,11 @@ class DeltaMemModel(nn.Module):
         return out
 
     def detach(self) -> nn.Module:
-        """Remove every hook and return the untouched backbone."""
+        """Remove every hook and return the untouched backbone (its attention back on plain SDPA)."""
         for handle in self._handles:
             handle.remove()
         self._handles.clear()
+        restore_sdpa(self.backbone)
         return self.backbone
 
     # ------------------------------------------------------------------------------------ not PEFT

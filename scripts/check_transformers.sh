@@ -12,4 +12,4 @@ python3 -m venv "$venv"
 "$venv/bin/pip" install --quiet --no-deps -e "$root"
 cd "$root"
 "$venv/bin/python" -m pytest -q -p no:cacheprovider tests/test_parity.py tests/test_model.py tests/test_smollm3.py \
-    tests/test_adapter.py tests/test_runtime.py tests/test_kv_cache.py tests/test_templates.py
+    tests/test_adapter.py tests/test_runtime.py tests/test_kv_cache.py tests/test_templates.py tests/test_attention.py

@@ -20,7 +20,8 @@ LAYERS: dict[str, int] = {
     # the δ-mem library
     "deltamem.files": 0, "deltamem.masks": 0, "deltamem.scan": 0, "deltamem.shapes": 0, "deltamem.context": 0,
     "deltamem.rendering": 0, "deltamem.hub": 0, "deltamem.retrieval": 0,
-    "deltamem.compat": 1, "deltamem.config": 1, "deltamem.kv_cache": 1, "deltamem.quantization": 1,
+    "deltamem.compat": 1, "deltamem.attention": 1, "deltamem.config": 1, "deltamem.kv_cache": 1,
+    "deltamem.quantization": 1,
     "deltamem.memory": 2, "deltamem.model": 2, "deltamem.adapter": 2,
     "deltamem.runtime.contract": 2,
     "deltamem.testing": 3, "deltamem.runtime": 3,
