@@ -18,6 +18,7 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
+from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
 #: The attention implementation's registered name.
 PACKED_SDPA = "sdpa_packed_decode"
@@ -27,8 +28,6 @@ def packed_sdpa(module: nn.Module, query: Tensor, key: Tensor, value: Tensor, at
                 dropout: float = 0.0, scaling: float | None = None, **kwargs: Any) -> tuple[Tensor, None]:
     """transformers' attention-function signature: query [B, H, 1, D], key and value [B, KV, T, D]; returns
     [B, 1, H, D] and no weights."""
-    from transformers.integrations.sdpa_attention import sdpa_attention_forward
-
     groups = getattr(module, "num_key_value_groups", 1)
     batch, heads, length, dim = query.shape
     plain = (dropout == 0.0 and kwargs.get("softcap") is None and kwargs.get("position_bias") is None

@@ -52,10 +52,11 @@ def test_one_query_packed_equals_transformers_sdpa_and_eager(groups: int, masked
 
 
 def test_everything_but_one_query_on_a_cpu_is_transformers_own(monkeypatch: pytest.MonkeyPatch) -> None:
-    import transformers.integrations.sdpa_attention as sdpa
+    import deltamem.attention as attention
 
     calls = []
-    monkeypatch.setattr(sdpa, "sdpa_attention_forward", lambda *a, **k: calls.append(a[1].shape) or ("theirs", None))
+    monkeypatch.setattr(attention, "sdpa_attention_forward",
+                        lambda *a, **k: calls.append(a[1].shape) or ("theirs", None))
     for groups, length, extra in ((2, 5, {}), (1, 1, {}), (2, 1, {"dropout": 0.1}), (2, 1, {"softcap": 3.0})):
         query, key, value, _ = _inputs(groups, length)
         assert packed_sdpa(_Module(groups), query, key, value, None, **extra)[0] == "theirs"

@@ -492,8 +492,8 @@ class ABEngine:
         return [lane.memory and self.budget.allows_writes(c) for lane, c in zip(lanes, counts)]
 
     def _reserve(self, group: LaneGroup, feeds: Sequence[list[list[int]]], reply: int) -> None:
-        """Size the group's cache for this turn once: the columns it holds, those the feeds add (each as wide as
-        its longest row) and the reply's room."""
+        """Make the group's cache if it has none, and size it for this turn once: the columns it holds, those the
+        feeds add (each as wide as its longest row) and the reply's room. Every `_feed` of a turn comes after it."""
         if group.cache is None:
             group.cache = new_cache(self.model)
         columns = sum(max((len(part) for part in parts), default=0) for parts in feeds)
@@ -518,8 +518,6 @@ class ABEngine:
         positions = group.positions().unsqueeze(1) + chunk_mask.cumsum(dim=1) - 1
         positions = positions.clamp(min=0)
         mask = chunk_mask if group.mask is None else torch.cat([group.mask, chunk_mask], dim=1)
-        if group.cache is None:
-            group.cache = new_cache(self.model)
         if write:
             self._refresh_writes(group.lanes)
         with nullcontext() if write else self.model.read_only():
